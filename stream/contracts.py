@@ -1,0 +1,369 @@
+"""The wire format: JSON bytes on Kafka <-> the domain types of :mod:`stream.models`.
+
+Validators are compiled (fastjsonschema) from the JSON Schema documents in
+``schemas/``, the single source of truth that upstream teams in other languages
+validate against too.
+
+Decoding never raises on bad input: it returns a :class:`Rejection` with a
+machine-readable reason code and a detail for a person, which the ingest agent
+turns into a dead letter.
+
+>>> raw = (b'{"event_id":"e1","type":"play","user_id":"u1","item_id":"i1",'
+...        b'"occurred_at":"2026-11-22T18:00:00Z","ms_played":1000}')
+>>> decode_interaction(raw, expected_type=EventType.PLAY, key=b"u1")
+Interaction(event_id='e1', user_id='u1', item_id='i1', type=<EventType.PLAY: 'play'>, ...)
+>>> decode_interaction(b'{"event_id":', expected_type=EventType.PLAY, key=b"u1").reason
+'invalid_json'
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib import resources
+from typing import Any, Final
+
+import fastjsonschema
+import orjson
+
+from stream.models import (
+    CatalogItem,
+    EventType,
+    Interaction,
+    RecommendationList,
+    RecommendedItem,
+    Row,
+    Source,
+)
+
+INTERACTION_SCHEMA: Final = "interaction-event"
+CATALOG_ITEM_SCHEMA: Final = "catalog-item"
+RECOMMENDATION_LIST_SCHEMA: Final = "recommendation-list"
+DEAD_LETTER_SCHEMA: Final = "dead-letter"
+ALL_SCHEMAS: Final = (
+    INTERACTION_SCHEMA,
+    CATALOG_ITEM_SCHEMA,
+    RECOMMENDATION_LIST_SCHEMA,
+    DEAD_LETTER_SCHEMA,
+)
+
+#: Larger payloads are rejected before parsing (a real event is ~300 bytes).
+DEFAULT_MAX_EVENT_BYTES: Final = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was not accepted. ``field`` is the path of the bad field, if any."""
+
+    reason: str
+    detail: str
+    field: str | None = None
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema document ``schemas/<name>.schema.json``."""
+    text = resources.files("schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def validator(name: str) -> Any:
+    """A compiled validator for one schema; raises ``fastjsonschema.JsonSchemaException``."""
+    return fastjsonschema.compile(load_schema(name))
+
+
+# --------------------------------------------------------------------------- times
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 with an offset -> epoch seconds. Naive times are refused.
+
+    >>> parse_time("1970-01-01T00:01:00+00:00")
+    60.0
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time without an offset: {text!r}")
+    return moment.timestamp()
+
+
+def format_time(seconds: float) -> str:
+    """Epoch seconds -> RFC 3339 in UTC with milliseconds.
+
+    >>> format_time(60.5)
+    '1970-01-01T00:01:00.500Z'
+    """
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _date_to_seconds(text: str) -> float:
+    day = date.fromisoformat(text)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def _seconds_to_date(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+
+
+# --------------------------------------------------------------------------- events
+
+
+def interaction_from_wire(doc: dict[str, Any]) -> Interaction:
+    """Build an :class:`Interaction` from an already validated wire document."""
+    source = doc.get("source")
+    return Interaction(
+        event_id=doc["event_id"],
+        user_id=doc["user_id"],
+        item_id=doc["item_id"],
+        type=EventType(doc["type"]),
+        timestamp=parse_time(doc["occurred_at"]),
+        ms_played=doc["ms_played"],
+        duration_ms=doc.get("duration_ms"),
+        device=doc.get("device"),
+        country=doc.get("country"),
+        source=Source(source["list_id"], source["row"], source["position"]) if source else None,
+    )
+
+
+def interaction_to_wire(event: Interaction) -> dict[str, Any]:
+    """The wire document for an :class:`Interaction` (optional fields left out when unset)."""
+    doc: dict[str, Any] = {
+        "event_id": event.event_id,
+        "type": event.type.value,
+        "user_id": event.user_id,
+        "item_id": event.item_id,
+        "occurred_at": format_time(event.timestamp),
+        "ms_played": event.ms_played,
+    }
+    if event.duration_ms is not None:
+        doc["duration_ms"] = event.duration_ms
+    if event.device is not None:
+        doc["device"] = event.device
+    if event.country is not None:
+        doc["country"] = event.country
+    if event.source is not None:
+        doc["source"] = {
+            "list_id": event.source.list_id,
+            "row": event.source.row,
+            "position": event.source.position,
+        }
+    return doc
+
+
+def encode_interaction(event: Interaction) -> bytes:
+    return orjson.dumps(interaction_to_wire(event))
+
+
+def _schema_rejection(error: fastjsonschema.JsonSchemaException) -> Rejection:
+    path = getattr(error, "name", None) or None
+    return Rejection("schema_violation", str(error.message), path)
+
+
+def validate_document(name: str, doc: Any) -> Rejection | None:
+    """``None`` when ``doc`` is valid against schema ``name``, else why not."""
+    try:
+        validator(name)(doc)
+    except fastjsonschema.JsonSchemaException as error:
+        return _schema_rejection(error)
+    return None
+
+
+def decode_json(raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Any:
+    """Parse one message's bytes, or return the :class:`Rejection` saying why not."""
+    if raw is None:
+        return Rejection("empty", "message has no value")
+    if len(raw) > max_bytes:
+        return Rejection("oversized", f"{len(raw)} bytes, the limit is {max_bytes}")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Rejection("not_utf8", f"not UTF-8: {error.reason} at byte {error.start}")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return Rejection("invalid_json", str(error))
+
+
+def decode_interaction(
+    raw: bytes | None,
+    *,
+    expected_type: EventType,
+    key: bytes | None,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> Interaction | Rejection:
+    """Decode and validate one event from the topic of ``expected_type``.
+
+    The message key must be the event's ``user_id``: partitioning by user is what
+    keeps each user's events in order on one worker.
+    """
+    doc = decode_json(raw, max_bytes=max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    if not isinstance(doc, dict):
+        return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
+    problem = validate_document(INTERACTION_SCHEMA, doc)
+    if problem is not None:
+        return problem
+    if doc["type"] != expected_type.value:
+        return Rejection(
+            "type_mismatch",
+            f"a {doc['type']!r} event on the topic for {expected_type.value!r} events",
+            "data.type",
+        )
+    if key is None or key.decode("utf-8", "replace") != doc["user_id"]:
+        shown = None if key is None else key.decode("utf-8", "replace")
+        return Rejection(
+            "key_mismatch",
+            f"message key {shown!r} is not the event's user_id {doc['user_id']!r}",
+            "data.user_id",
+        )
+    try:
+        return interaction_from_wire(doc)
+    except ValueError as error:  # e.g. a date-time the regex admits but Python cannot represent
+        return Rejection("schema_violation", str(error), "data.occurred_at")
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def catalog_item_from_wire(doc: dict[str, Any]) -> CatalogItem:
+    return CatalogItem(
+        item_id=doc["item_id"],
+        title=doc["title"],
+        artist=doc["artist"],
+        genres=tuple(doc["genres"]),
+        duration_ms=doc["duration_ms"],
+        released_at=_date_to_seconds(doc["release_date"]),
+    )
+
+
+def catalog_item_to_wire(item: CatalogItem) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "title": item.title,
+        "artist": item.artist,
+        "genres": list(item.genres),
+        "duration_ms": item.duration_ms,
+        "release_date": _seconds_to_date(item.released_at),
+    }
+
+
+def encode_catalog_item(item: CatalogItem) -> bytes:
+    return orjson.dumps(catalog_item_to_wire(item))
+
+
+def decode_catalog_item(
+    raw: bytes | None, *, key: bytes | None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> CatalogItem | Rejection:
+    doc = decode_json(raw, max_bytes=max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    if not isinstance(doc, dict):
+        return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
+    problem = validate_document(CATALOG_ITEM_SCHEMA, doc)
+    if problem is not None:
+        return problem
+    if key is None or key.decode("utf-8", "replace") != doc["item_id"]:
+        return Rejection("key_mismatch", "message key is not the item's item_id", "data.item_id")
+    try:
+        return catalog_item_from_wire(doc)
+    except ValueError as error:
+        return Rejection("schema_violation", str(error), "data.release_date")
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def recommendation_list_to_wire(rec: RecommendationList) -> dict[str, Any]:
+    return {
+        "user_id": rec.user_id,
+        "list_id": rec.list_id,
+        "generated_at": format_time(rec.generated_at),
+        "arm": rec.arm,
+        "model": rec.model,
+        "based_on_events": rec.based_on_events,
+        "last_event_id": rec.last_event_id,
+        "last_event_at": None if rec.last_event_at is None else format_time(rec.last_event_at),
+        "rows": [
+            {
+                "row_id": row.row_id,
+                "title": row.title,
+                "items": [
+                    {"item_id": item.item_id, "score": round(item.score, 6), "reason": item.reason}
+                    for item in row.items
+                ],
+            }
+            for row in rec.rows
+        ],
+    }
+
+
+def encode_recommendation_list(rec: RecommendationList) -> bytes:
+    return orjson.dumps(recommendation_list_to_wire(rec))
+
+
+def recommendation_list_from_wire(doc: dict[str, Any]) -> RecommendationList:
+    last_at = doc.get("last_event_at")
+    return RecommendationList(
+        user_id=doc["user_id"],
+        list_id=doc["list_id"],
+        generated_at=parse_time(doc["generated_at"]),
+        rows=tuple(
+            Row(
+                row["row_id"],
+                row["title"],
+                tuple(RecommendedItem(i["item_id"], i["score"], i["reason"]) for i in row["items"]),
+            )
+            for row in doc["rows"]
+        ),
+        arm=doc["arm"],
+        model=doc["model"],
+        based_on_events=doc["based_on_events"],
+        last_event_id=doc.get("last_event_id"),
+        last_event_at=None if last_at is None else parse_time(last_at),
+    )
+
+
+def decode_recommendation_list(raw: bytes) -> RecommendationList:
+    """Strict: raises on anything that is not a valid list (it is our own output)."""
+    doc = orjson.loads(raw)
+    validator(RECOMMENDATION_LIST_SCHEMA)(doc)
+    return recommendation_list_from_wire(doc)
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+def _b64(raw: bytes | None) -> str | None:
+    return None if raw is None else base64.b64encode(raw).decode("ascii")
+
+
+def encode_dead_letter(
+    rejection: Rejection,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    rejected_at: float,
+) -> bytes:
+    """A dead letter keeps the original bytes so the message can be fixed and replayed."""
+    return orjson.dumps(
+        {
+            "reason": rejection.reason,
+            "detail": rejection.detail,
+            "field": rejection.field,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key_base64": _b64(key),
+            "value_base64": _b64(value),
+            "rejected_at": format_time(rejected_at),
+        }
+    )
