@@ -1,0 +1,3 @@
+from stream.app import main
+
+main()

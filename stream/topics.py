@@ -1,0 +1,93 @@
+"""Every topic Encore reads or writes, declared once.
+
+Input events are JSON decoded by :mod:`stream.contracts` (raw bytes here, so a bad
+message reaches the ingest agent and becomes a dead letter instead of a crash in
+Faust's deserializer). Topics are ``internal=True`` so the worker creates them
+with the configured partition count and compaction when they do not exist yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from stream.app import app
+from stream.models import EventType
+from stream.settings import Settings, get_settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    base_name: str
+    compacted: bool = False
+
+
+PLAYS = TopicSpec("plays")
+SKIPS = TopicSpec("skips")
+REPLAYS = TopicSpec("replays")
+CATALOG = TopicSpec("catalog", compacted=True)
+RECOMMENDATIONS = TopicSpec("recommendations", compacted=True)
+DEAD_LETTERS = TopicSpec("dead-letters")
+ALL_TOPICS = (PLAYS, SKIPS, REPLAYS, CATALOG, RECOMMENDATIONS, DEAD_LETTERS)
+EVENT_TOPICS = {EventType.PLAY: PLAYS, EventType.SKIP: SKIPS, EventType.REPLAY: REPLAYS}
+
+
+def _declare(spec: TopicSpec, settings: Settings) -> object:
+    return app.topic(
+        settings.topic_name(spec.base_name),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        compacting=spec.compacted or None,
+        internal=True,
+    )
+
+
+_settings = get_settings()
+interactions_topic = app.topic(
+    *(_settings.topic_name(EVENT_TOPICS[kind].base_name) for kind in EventType),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=_settings.partitions,
+    internal=True,
+)
+catalog_topic = _declare(CATALOG, _settings)
+recommendations_topic = _declare(RECOMMENDATIONS, _settings)
+dead_letters_topic = _declare(DEAD_LETTERS, _settings)
+
+#: topic name -> the event type it carries
+EVENT_TYPE_BY_TOPIC = {
+    _settings.topic_name(spec.base_name): kind for kind, spec in EVENT_TOPICS.items()
+}
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create any missing Encore topic with the configured partitions; returns those created.
+
+    For tools that produce before a worker has started (the simulator, tests): the
+    broker's auto-creation would otherwise make single-partition topics.
+    """
+    admin = AIOKafkaAdminClient(**settings.aiokafka_options())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.topic_name(spec.base_name),
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+            )
+            for spec in ALL_TOPICS
+            if settings.topic_name(spec.base_name) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by a worker: fine
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()
