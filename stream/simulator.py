@@ -138,6 +138,12 @@ class WorldConfig:
         Chance that a pick is a random released track, regardless of taste.
     taste_sharpness
         How strongly affinity steers the non-repeat picks (weight ``exp(sharpness * logit)``).
+    mainstream_range
+        Each user follows popularity to a personal degree drawn from this range: a
+        non-repeat pick is weighted by ``popularity ** mainstream``.
+    favourite_artists, favourite_artist_bonus
+        Mean number of favourite artists per user, and how much (logit) their
+        tracks gain in affinity.
     skip_intercept, skip_slope
         Skip model: ``P(skip) = sigmoid(skip_intercept - skip_slope * logit + context)``.
     replay_probability
@@ -156,7 +162,7 @@ class WorldConfig:
     n_artists: int | None = None
     n_genres: int = 20
     n_factors: int = 16
-    popularity_exponent: float = 0.9
+    popularity_exponent: float = 1.0
     new_release_fraction: float = 0.08
     release_window_days: float = 60.0
     catalog_years: float = 8.0
@@ -168,10 +174,13 @@ class WorldConfig:
     max_session_tracks: int = 80
     repeat_probability: float = 0.45
     explore_probability: float = 0.08
-    taste_sharpness: float = 1.6
-    skip_intercept: float = -0.2
+    taste_sharpness: float = 2.0
+    mainstream_range: tuple[float, float] = (0.5, 1.0)
+    favourite_artists: float = 6.0
+    favourite_artist_bonus: float = 1.5
+    skip_intercept: float = 0.3
     skip_slope: float = 0.9
-    replay_probability: float = 0.12
+    replay_probability: float = 0.08
     burst_fraction: float = 0.2
     burst_boost: float = 40.0
     burst_days: float = 3.0
@@ -368,7 +377,9 @@ class World:
         self._item_vectors = item_vectors
         self._quality = quality
 
+        self._item_artist = item_artist
         self._build_users(rng, genre_vectors, genre_share)
+        self._pick_favourite_artists(rng, artist_vectors, artist_reach)
 
     def _build_users(
         self, rng: np.random.Generator, genre_vectors: np.ndarray, genre_share: np.ndarray
@@ -378,7 +389,7 @@ class World:
         users = []
         user_vectors = np.empty((n_users, cfg.n_factors))
         taste_scale = np.empty(n_users)
-        mainstream = rng.uniform(0.55, 1.1, size=n_users)
+        mainstream = rng.uniform(*cfg.mainstream_range, size=n_users)
         repeat = np.clip(
             rng.beta(4.0, 4.0, size=n_users) * 2 * cfg.repeat_probability,
             0.0,
@@ -449,6 +460,28 @@ class World:
         self._hour_cumulative = np.cumsum(session_rate, axis=1)
         self._device_skip_shift = np.array([_DEVICE_SKIP_SHIFT.get(d, 0.0) for d in cfg.devices])
         self._device_weights = device_weights
+
+    def _pick_favourite_artists(
+        self, rng: np.random.Generator, artist_vectors: np.ndarray, artist_reach: np.ndarray
+    ) -> None:
+        """Music taste is as much about artists as genres: each user has a few
+        favourite artists, close to their taste and more often well known."""
+        cfg = self.config
+        n_artists = len(artist_vectors)
+        directions = _unit_rows(self._user_vectors)
+        tracks_of_artist = [[] for _ in range(n_artists)]
+        for item, artist in enumerate(self._item_artist.tolist()):
+            tracks_of_artist[artist].append(item)
+        self._favourites: list[frozenset[int]] = []
+        self._favourite_items: list[np.ndarray] = []
+        for u in range(cfg.n_users):
+            count = min(n_artists, 1 + int(rng.poisson(max(cfg.favourite_artists - 1, 0))))
+            closeness = 5.0 * (artist_vectors @ directions[u]) + 0.5 * artist_reach
+            weights = np.exp(closeness - closeness.max())
+            chosen = rng.choice(n_artists, size=count, replace=False, p=weights / weights.sum())
+            self._favourites.append(frozenset(chosen.tolist()))
+            items = [item for artist in chosen.tolist() for item in tracks_of_artist[artist]]
+            self._favourite_items.append(np.array(items, dtype=np.int64))
 
     @staticmethod
     def _artist_names(rng: np.random.Generator, count: int) -> list[str]:
@@ -534,7 +567,11 @@ class World:
             raise KeyError(f"unknown item {item_id!r}") from None
 
     def _logits(self, u: int) -> np.ndarray:
-        return self._item_vectors @ self._user_vectors[u] + self._quality + self._user_bias[u] - 1.0
+        logits = self._item_vectors @ self._user_vectors[u] + self._quality + (
+            self._user_bias[u] - 1.0
+        )
+        logits[self._favourite_items[u]] += self.config.favourite_artist_bonus
+        return logits
 
     def affinity(self, user_id: str, item_id: str) -> float:
         """Ground-truth affinity in (0, 1): how much ``user_id`` likes ``item_id``.
@@ -705,23 +742,30 @@ class World:
         now = start_ms
         sequence = self._sequence
         limit = cfg.history_size
-        for k, item in enumerate(picks.tolist()):
-            played = int(ms_played[k])
+        for item, played, was_skipped, replayed, duration, gap in zip(
+            picks.tolist(),
+            ms_played.tolist(),
+            skipped.tolist(),
+            replay.tolist(),
+            durations.tolist(),
+            gaps.tolist(),
+            strict=True,
+        ):
             now += played
-            if skipped[k]:
+            if was_skipped:
                 out.append((now, sequence, u, item, _SKIP, played, device))
                 if item in history:
                     history.remove(item)  # a skipped favourite loses its place
             else:
                 out.append((now, sequence, u, item, _PLAY, played, device))
                 history.append(item)
-                if replay[k]:
+                if replayed:
                     sequence += 1
-                    now += int(durations[k]) + 1000
-                    out.append((now, sequence, u, item, _REPLAY, int(durations[k]), device))
+                    now += duration + 1000
+                    out.append((now, sequence, u, item, _REPLAY, duration, device))
                     history.append(item)
             sequence += 1
-            now += int(gaps[k])
+            now += gap
         if len(history) > limit:
             del history[: len(history) - limit]
         self._sequence = sequence
@@ -848,11 +892,13 @@ class World:
         )
 
     def _logits_one(self, u: int, i: int) -> float:
+        bonus = self.config.favourite_artist_bonus if self._item_artist[i] in self._favourites[u] else 0.0
         return float(
             self._item_vectors[i] @ self._user_vectors[u]
             + self._quality[i]
             + self._user_bias[u]
             - 1.0
+            + bonus
         )
 
 
