@@ -43,6 +43,7 @@ from stream.models import CatalogItem, EventType, Interaction
 
 __all__ = [
     "MODEL_NAMES",
+    "RECENT_POPULARITY_HALF_LIFE",
     "EvaluationReport",
     "Recommender",
     "evaluate",
@@ -379,7 +380,10 @@ class _ProgressBar:
 # --------------------------------------------------------------------------- models
 
 #: Names accepted by :func:`make_model`, in the order they are usually compared.
-MODEL_NAMES: Final = ("engine", "popularity", "river-mf")
+MODEL_NAMES: Final = ("engine", "popularity", "recent-popularity", "river-mf")
+
+#: Half-life of ``"recent-popularity"``: a day follows daily charts and bursts.
+RECENT_POPULARITY_HALF_LIFE: Final = 86_400.0
 
 
 def make_model(name: str, seed: int = 0) -> Recommender:
@@ -389,7 +393,8 @@ def make_model(name: str, seed: int = 0) -> Recommender:
     ----------
     name
         One of :data:`MODEL_NAMES`: ``"engine"`` (``stream.engine.Engine``),
-        ``"popularity"`` or ``"river-mf"`` (:mod:`stream.engine.baselines`).
+        ``"popularity"`` (all-time counts), ``"recent-popularity"`` (counts with a
+        one-day half-life) or ``"river-mf"`` (:mod:`stream.engine.baselines`).
     seed
         Random seed of the model.
 
@@ -402,7 +407,7 @@ def make_model(name: str, seed: int = 0) -> Recommender:
     >>> make_model("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown model 'nope'; choose from engine, popularity, river-mf
+    ValueError: unknown model 'nope'; choose from engine, popularity, recent-popularity, river-mf
     """
     if name == "engine":
         from stream.engine import Engine, EngineConfig  # imported late: a heavy, separate module
@@ -413,6 +418,10 @@ def make_model(name: str, seed: int = 0) -> Recommender:
         from stream.engine.baselines import PopularityRecommender
 
         return PopularityRecommender(seed=seed)
+    if name == "recent-popularity":
+        from stream.engine.baselines import PopularityRecommender
+
+        return PopularityRecommender(half_life=RECENT_POPULARITY_HALF_LIFE, seed=seed)
     if name == "river-mf":
         from stream.engine.baselines import RiverMFRecommender
 

@@ -135,8 +135,8 @@ def test_river_mf_is_seeded_and_picklable(kind):
     second = learn_all(RiverMFRecommender(kind=kind, seed=7), rows)
     other = learn_all(RiverMFRecommender(kind=kind, seed=8), rows)
     restored = pickle.loads(pickle.dumps(first))
-    rankings = {name: m.rank("u1", 10, now=0.0) for name, m in
-                [("first", first), ("second", second), ("other", other), ("restored", restored)]}  # fmt: skip
+    models = {"first": first, "second": second, "other": other, "restored": restored}
+    rankings = {name: model.rank("u1", 10, now=0.0) for name, model in models.items()}
     assert rankings["first"] == rankings["second"] == rankings["restored"]
     assert rankings["first"] != rankings["other"]
     # The restored model keeps learning in step with River.

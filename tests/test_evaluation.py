@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from stream.engine.baselines import PopularityRecommender, RiverMFRecommender
 from stream.evaluation import (
     MODEL_NAMES,
+    RECENT_POPULARITY_HALF_LIFE,
     EvaluationReport,
     evaluate,
     format_report,
@@ -245,8 +246,7 @@ def test_roc_auc_matches_counting_every_pair(pairs):
         assert math.isnan(roc_auc(scores, labels))
         return
     wins = sum(
-        1.0 if p > n else 0.5 if p == n else 0.0
-        for p, n in itertools.product(positives, negatives)
+        1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(positives, negatives)
     )
     assert roc_auc(scores, labels) == pytest.approx(wins / (len(positives) * len(negatives)))
 
@@ -260,7 +260,8 @@ def test_make_model_builds_fresh_baselines():
     assert popularity is not make_model("popularity", seed=4)
     river = make_model("river-mf", seed=4)
     assert isinstance(river, RiverMFRecommender) and river.seed == 4
-    assert set(MODEL_NAMES) == {"engine", "popularity", "river-mf"}
+    assert make_model("recent-popularity").half_life == RECENT_POPULARITY_HALF_LIFE
+    assert set(MODEL_NAMES) == {"engine", "popularity", "recent-popularity", "river-mf"}
     with pytest.raises(ValueError, match="unknown model"):
         make_model("random")
 
