@@ -35,9 +35,20 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
+class EncoreApp(faust.App):
+    """Faust's app, plus: every Encore topic exists (right partitions, compaction) before
+    the worker consumes or produces. Faust itself only creates the topics it consumes."""
+
+    async def on_first_start(self) -> None:
+        from stream.topics import ensure_topics
+
+        await ensure_topics(get_settings())
+        await super().on_first_start()
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured from ``settings``; agents register through autodiscovery."""
-    return faust.App(
+    return EncoreApp(
         settings.app_id,
         broker=settings.broker_urls,
         broker_credentials=broker_credentials(settings),

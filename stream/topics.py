@@ -46,20 +46,18 @@ def _declare(spec: TopicSpec, settings: Settings) -> object:
 
 
 _settings = get_settings()
-interactions_topic = app.topic(
-    *(_settings.topic_name(EVENT_TOPICS[kind].base_name) for kind in EventType),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=_settings.partitions,
-    internal=True,
-)
+plays_topic = _declare(PLAYS, _settings)
+skips_topic = _declare(SKIPS, _settings)
+replays_topic = _declare(REPLAYS, _settings)
 catalog_topic = _declare(CATALOG, _settings)
 recommendations_topic = _declare(RECOMMENDATIONS, _settings)
 dead_letters_topic = _declare(DEAD_LETTERS, _settings)
 
-#: topic name -> the event type it carries
-EVENT_TYPE_BY_TOPIC = {
-    _settings.topic_name(spec.base_name): kind for kind, spec in EVENT_TOPICS.items()
+#: event type -> the Faust topic that carries it
+EVENT_TYPE_TOPICS = {
+    EventType.PLAY: plays_topic,
+    EventType.SKIP: skips_topic,
+    EventType.REPLAY: replays_topic,
 }
 
 

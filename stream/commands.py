@@ -1,0 +1,547 @@
+"""The project's own ``encore`` commands, added beside Faust's (``worker``, ``agents``, ...).
+
+Every option can also be set by an environment variable, shown in ``--help``
+(``[env var: ENCORE_...]``); most reuse the names of :class:`stream.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+
+from stream.settings import get_settings
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _option(*names: str, env: str, **kwargs: Any) -> Any:
+    """A click option that reads ``env`` too and says so in ``--help``."""
+    return click.option(*names, envvar=env, show_envvar=True, show_default=True, **kwargs)
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+# --------------------------------------------------------------------------- kafka
+
+
+def _local_kafka(port: int | None = None, home: Path | None = None) -> Any:
+    from stream.kafka_local import LocalKafka
+
+    settings = get_settings()
+    chosen_port = settings.kafka_port if port is None else port
+    return LocalKafka(
+        home or settings.kafka_home,
+        version=settings.kafka_version,
+        cache_dir=settings.kafka_cache,
+        port=chosen_port or None,
+        heap_options=settings.kafka_heap,
+        num_partitions=settings.partitions,
+    )
+
+
+@click.group("kafka")
+def kafka_group() -> None:
+    """A local Apache Kafka broker (KRaft, single node) from Maven Central jars.
+
+    Settings: ENCORE_KAFKA_VERSION, ENCORE_KAFKA_PORT (0 = a free port),
+    ENCORE_KAFKA_HOME (data and log), ENCORE_KAFKA_CACHE (jar cache),
+    ENCORE_KAFKA_HEAP.
+    """
+
+
+@kafka_group.command("fetch")
+def kafka_fetch() -> None:
+    """Download the broker's jars into the cache (once per Kafka version)."""
+    from stream.kafka_local import KafkaToolError
+
+    try:
+        lib = _local_kafka().fetch()
+    except KafkaToolError as error:
+        _fail(str(error))
+    out.print(f"kafka jars ready in {lib}")
+
+
+@kafka_group.command("start")
+def kafka_start() -> None:
+    """Start the broker in the background and wait until it accepts clients."""
+    from stream.kafka_local import KafkaToolError
+
+    started = time.perf_counter()
+    try:
+        broker = _local_kafka()
+        broker.start()
+    except KafkaToolError as error:
+        _fail(str(error))
+    out.print(
+        f"kafka ready on {broker.bootstrap} in {time.perf_counter() - started:.1f}s "
+        f"(log: {broker.log_path}); use ENCORE_BROKER={broker.bootstrap}"
+    )
+
+
+@kafka_group.command("stop")
+def kafka_stop() -> None:
+    """Stop the broker started by ``encore kafka start``."""
+    _local_kafka().stop()
+    out.print("kafka stopped")
+
+
+@kafka_group.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker runs, and where. Exit code 1 when it does not."""
+    status = _local_kafka().status()
+    if status is None or not status.running:
+        out.print("kafka: stopped")
+        raise SystemExit(1)
+    out.print(f"kafka: running, pid {status.pid}, {status.bootstrap}, version {status.version}")
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@click.command("topics")
+def topics_command() -> None:
+    """Create Encore's topics (ENCORE_PARTITIONS partitions each) where missing."""
+    from stream.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(get_settings()))
+    out.print(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+async def _publish_simulation(
+    world: Any,
+    n_events: int,
+    rate: float,
+    live_time: bool,
+    log_path: Path | None,
+) -> tuple[dict[str, int], Counter[str]]:
+    """Publish the catalog, then the events at ``rate`` per second (0 = as fast as possible).
+
+    Returns the counts by message kind and the number of events per user.
+    """
+    from aiokafka import AIOKafkaProducer
+    from rich.progress import Progress
+
+    from stream.contracts import encode_catalog_item, encode_interaction
+    from stream.topics import CATALOG, EVENT_TOPICS, ensure_topics
+
+    settings = get_settings()
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(**settings.aiokafka_options(), linger_ms=5, acks="all")
+    await producer.start()
+    counts = {"catalog": 0, "play": 0, "skip": 0, "replay": 0}
+    per_user: Counter[str] = Counter()
+    log = log_path.open("wb") if log_path else None
+    try:
+        catalog_topic = settings.topic_name(CATALOG.base_name)
+        for item in world.catalog:
+            await producer.send(catalog_topic, encode_catalog_item(item), key=item.item_id.encode())
+            counts["catalog"] += 1
+        await producer.flush()
+        started = time.perf_counter()
+        pending: list[asyncio.Future[Any]] = []
+        with Progress(console=console, transient=False) as progress:
+            task = progress.add_task("events", total=n_events)
+            for index, event in enumerate(world.events(n_events)):
+                if live_time:
+                    event = _with_timestamp(event, time.time())
+                payload = encode_interaction(event)
+                topic = settings.topic_name(EVENT_TOPICS[event.type].base_name)
+                pending.append(await producer.send(topic, payload, key=event.user_id.encode()))
+                if log:
+                    log.write(payload + b"\n")
+                counts[event.type.value] += 1
+                per_user[event.user_id] += 1
+                if len(pending) >= 500:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    progress.update(task, completed=index + 1)
+                if rate > 0:
+                    ahead = (index + 1) / rate - (time.perf_counter() - started)
+                    if ahead > 0.002:
+                        await asyncio.sleep(ahead)
+            await asyncio.gather(*pending)
+            progress.update(task, completed=n_events)
+    finally:
+        await producer.stop()
+        if log:
+            log.close()
+    return counts, per_user
+
+
+def _with_timestamp(event: Any, timestamp: float) -> Any:
+    from dataclasses import replace
+
+    return replace(event, timestamp=timestamp)
+
+
+def _build_world(users: int, items: int, seed: int) -> Any:
+    from stream.simulator import World, WorldConfig
+
+    return World.generate(WorldConfig(n_users=users, n_items=items, seed=seed))
+
+
+@click.command("simulate")
+@_option("--users", env="ENCORE_SIM_USERS", default=2000, help="Simulated users.")
+@_option("--items", env="ENCORE_SIM_ITEMS", default=5000, help="Catalog size.")
+@_option("--events", "n_events", env="ENCORE_SIM_EVENTS", default=10_000, help="Events to make.")
+@_option("--seed", env="ENCORE_SIM_SEED", default=0, help="Seed of the simulated world.")
+@_option("--rate", env="ENCORE_SIM_RATE", default=1000.0, help="Events/s to publish; 0 = no limit.")
+@_option(
+    "--out",
+    env="ENCORE_SIM_OUT",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write catalog.jsonl and events.jsonl into this directory.",
+)
+@_option(
+    "--publish/--no-publish",
+    env="ENCORE_SIM_PUBLISH",
+    default=True,
+    help="Publish to Kafka (ENCORE_BROKER); --no-publish only writes --out.",
+)
+def simulate_command(
+    users: int, items: int, n_events: int, seed: int, rate: float, out: Path | None, publish: bool
+) -> None:
+    """Simulate listeners: publish a catalog and play/skip/replay events.
+
+    Published events carry the current time (a live stream); files written with
+    --no-publish keep the simulated timeline, for offline evaluation.
+    """
+    from stream.eventlog import write_catalog, write_events
+
+    if not publish and out is None:
+        _fail("--no-publish needs --out DIR: there would be nowhere to put the events")
+    world = _build_world(users, items, seed)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_catalog(out / "catalog.jsonl", world.catalog)
+    if not publish:
+        assert out is not None
+        write_events(out / "events.jsonl", world.events(n_events))
+        console.print(f"wrote {out / 'catalog.jsonl'} and {out / 'events.jsonl'}")
+        return
+    counts, _ = asyncio.run(
+        _publish_simulation(
+            world, n_events, rate, live_time=True, log_path=out / "events.jsonl" if out else None
+        )
+    )
+    console.print(f"published {counts}")
+
+
+# --------------------------------------------------------------------------- tail
+
+
+def render_list(recommendations: Any) -> Any:
+    """A rich renderable of one recommendation list: one table, a section per row."""
+    from rich.table import Table
+
+    from stream.contracts import format_time
+
+    table = Table(
+        title=(
+            f"{recommendations.user_id} · {recommendations.arm} · "
+            f"{recommendations.based_on_events} events · "
+            f"{format_time(recommendations.generated_at)}"
+        ),
+        show_lines=False,
+        title_justify="left",
+    )
+    table.add_column("row")
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    table.add_column("why")
+    for row in recommendations.rows:
+        for position, item in enumerate(row.items):
+            table.add_row(
+                row.title if position == 0 else "",
+                str(position + 1),
+                item.item_id,
+                f"{item.score:.3f}",
+                item.reason,
+            )
+        table.add_section()
+    return table
+
+
+def render_message(topic: str, key: bytes | None, value: bytes | None) -> Any:
+    """Readable form of a message of any Encore topic."""
+    from stream.contracts import decode_recommendation_list
+
+    shown_key = key.decode("utf-8", "replace") if key else None
+    if value is None:
+        return f"[bold]{shown_key}[/]: (tombstone)"
+    if topic.endswith("recommendations"):
+        try:
+            return render_list(decode_recommendation_list(value))
+        except Exception as error:  # noqa: BLE001 - show what is there rather than die
+            return f"[red]undecodable list for {shown_key}: {error}[/]"
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return f"{shown_key}: {value[:200]!r}"
+    if topic.endswith("dead-letters"):
+        return (
+            f"[red]{doc.get('reason')}[/] {doc.get('topic')}[{doc.get('partition')}]"
+            f"@{doc.get('offset')}: {doc.get('detail')}"
+        )
+    return f"{shown_key}: {orjson.dumps(doc).decode()}"
+
+
+async def _tail(
+    topic: str, user: str | None, from_beginning: bool, max_messages: int, timeout: float
+) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    settings = get_settings()
+    name = settings.topic_name(topic)
+    consumer = AIOKafkaConsumer(**settings.aiokafka_options(), enable_auto_commit=False)
+    await consumer.start()
+    shown = 0
+    try:
+        if name not in await consumer.topics():
+            await consumer.stop()
+            _fail(f"topic {name!r} does not exist on {settings.bootstrap_servers}")
+        partitions = consumer.partitions_for_topic(name) or set()
+        assigned = [TopicPartition(name, p) for p in partitions]
+        consumer.assign(assigned)
+        if from_beginning:
+            await consumer.seek_to_beginning(*assigned)
+        else:
+            await consumer.seek_to_end(*assigned)
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        while max_messages <= 0 or shown < max_messages:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    if user is not None and (record.key or b"").decode("utf-8", "replace") != user:
+                        continue
+                    out.print(render_message(name, record.key, record.value))
+                    shown += 1
+                    if 0 < max_messages <= shown:
+                        return shown
+    finally:
+        await consumer.stop()
+    return shown
+
+
+@click.command("tail")
+@click.argument("topic", default="recommendations")
+@_option("--user", env="ENCORE_TAIL_USER", default=None, help="Only messages keyed by this user.")
+@_option(
+    "--from-beginning/--new-only",
+    env="ENCORE_TAIL_FROM_BEGINNING",
+    default=False,
+    help="Start at the oldest message instead of waiting for new ones.",
+)
+@_option(
+    "--max", "max_messages", env="ENCORE_TAIL_MAX", default=0, help="Stop after N (0 = no limit)."
+)
+@_option(
+    "--timeout", env="ENCORE_TAIL_TIMEOUT", default=0.0, help="Stop after S seconds (0 = never)."
+)
+def tail_command(
+    topic: str, user: str | None, from_beginning: bool, max_messages: int, timeout: float
+) -> None:
+    """Watch a topic in readable form (default: recommendations).
+
+    TOPIC is the base name (recommendations, dead-letters, plays, skips, replays,
+    catalog); ENCORE_TOPIC_PREFIX is added.
+    """
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_tail(topic, user, from_beginning, max_messages, timeout))
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@click.command("evaluate")
+@click.argument("log", type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@_option(
+    "--catalog",
+    env="ENCORE_EVAL_CATALOG",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Catalog JSONL (default: catalog.jsonl beside the log, if there).",
+)
+@_option(
+    "--model",
+    "models",
+    env="ENCORE_EVAL_MODELS",
+    default="engine,popularity,river-mf",
+    help="Comma-separated: engine, popularity, river-mf.",
+)
+@_option("--k", env="ENCORE_EVAL_K", default=10, help="Cut-off of recall@k / NDCG@k.")
+@_option(
+    "--limit", env="ENCORE_EVAL_LIMIT", default=None, type=int, help="Only the first N events."
+)
+@_option("--seed", env="ENCORE_SEED", default=0, help="Seed of the models.")
+@_option(
+    "--json", "as_json", env="ENCORE_EVAL_JSON", is_flag=True, help="Print JSON instead of a table."
+)
+def evaluate_command(
+    log: Path,
+    catalog: Path | None,
+    models: str,
+    k: int,
+    limit: int | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Prequential (test-then-learn) evaluation over a time-ordered event log.
+
+    LOG is a JSONL event log (as written by `encore simulate --out`), a directory
+    holding events.jsonl (and catalog.jsonl), or a CSV of user,item,timestamp[,rating].
+    """
+    from stream.evaluation import evaluate, format_report, make_model
+    from stream.eventlog import EventLogError, read_catalog, read_events
+
+    if log.is_dir():
+        catalog = catalog or (log / "catalog.jsonl" if (log / "catalog.jsonl").exists() else None)
+        log = log / "events.jsonl"
+    elif catalog is None and (log.parent / "catalog.jsonl").exists() and log.suffix == ".jsonl":
+        catalog = log.parent / "catalog.jsonl"
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    reports = []
+    try:
+        items = read_catalog(catalog) if catalog else None
+        for name in names:
+            try:
+                model = make_model(name, seed=seed)
+            except (KeyError, ValueError) as error:
+                _fail(f"--model: {error}")
+            reports.append(
+                evaluate(
+                    read_events(log), model, catalog=items, k=k, progress=not as_json, limit=limit
+                )
+            )
+    except EventLogError as error:
+        _fail(str(error))
+    if as_json:
+        out.print_json(orjson.dumps([report.to_dict() for report in reports]).decode())
+    else:
+        out.print(format_report(reports))
+
+
+# --------------------------------------------------------------------------- demo
+
+
+async def _collect_lists(users: set[str], timeout: float) -> dict[str, Any]:
+    """Read ``recommendations`` from the start until every user in ``users`` has a list."""
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.contracts import decode_recommendation_list
+
+    settings = get_settings()
+    consumer = AIOKafkaConsumer(
+        settings.topic_name("recommendations"),
+        **settings.aiokafka_options(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    latest: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not users <= latest.keys():
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    if record.value is not None:
+                        rec = decode_recommendation_list(record.value)
+                        latest[rec.user_id] = rec
+    finally:
+        await consumer.stop()
+    return latest
+
+
+@click.command("demo")
+@_option("--events", "n_events", env="ENCORE_DEMO_EVENTS", default=5000, help="Events to stream.")
+@_option("--rate", env="ENCORE_DEMO_RATE", default=2500.0, help="Events/s.")
+@_option("--show", env="ENCORE_DEMO_SHOW", default=3, help="How many users' lists to print.")
+@_option("--seed", env="ENCORE_SIM_SEED", default=0, help="Seed of the simulated world.")
+def demo_command(n_events: int, rate: float, show: int, seed: int) -> None:
+    """Everything at once: Kafka, topics, a worker, simulated listeners, live lists."""
+    from stream.kafka_local import KafkaToolError
+    from stream.processes import WorkerFailed, free_port, running_worker
+
+    root = Path(".encore/demo").resolve()
+    broker = _local_kafka(port=0, home=root / "kafka")
+    console.rule("[bold]Encore demo")
+    try:
+        started = time.perf_counter()
+        broker.start(fresh=True)
+    except KafkaToolError as error:
+        _fail(str(error))
+    console.print(f"kafka ready on {broker.bootstrap} in {time.perf_counter() - started:.1f}s")
+    env = {
+        "ENCORE_BROKER": broker.bootstrap,
+        "ENCORE_DATA_DIR": str(root / "data"),
+        "ENCORE_WEB_PORT": str(free_port()),
+    }
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        from stream.topics import ensure_topics
+
+        asyncio.run(ensure_topics(get_settings()))
+        with running_worker(env, root / "worker.log"):
+            console.print(f"worker ready (log: {root / 'worker.log'})")
+            world = _build_world(users=500, items=2000, seed=seed)
+            published_at = time.perf_counter()
+            counts, per_user = asyncio.run(
+                _publish_simulation(world, n_events, rate, live_time=True, log_path=None)
+            )
+            console.print(f"published {counts}")
+            active = [user for user, _ in per_user.most_common(show)]
+            lists = asyncio.run(_collect_lists(set(active), timeout=30))
+            console.print(
+                f"lists for {len(lists)} users within {time.perf_counter() - published_at:.1f}s "
+                "of the first event"
+            )
+            for user_id in active:
+                if user_id in lists:
+                    out.print(render_list(lists[user_id]))
+            missing = [user for user in active if user not in lists]
+            if missing:
+                _fail(f"no list published for {missing}; see {root / 'worker.log'}")
+    except WorkerFailed as error:
+        _fail(str(error))
+    finally:
+        broker.stop()
+        console.print("kafka stopped")
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def register_commands() -> None:
+    """Add the project's commands to Faust's command group (called by ``main``)."""
+    from faust.cli.base import cli
+
+    for command in (
+        kafka_group,
+        topics_command,
+        simulate_command,
+        tail_command,
+        evaluate_command,
+        demo_command,
+    ):
+        cli.add_command(command)

@@ -1,0 +1,123 @@
+"""What a worker does with each message, without Faust.
+
+The agents are thin: they hand raw bytes to a :class:`Pipeline` and send what it
+returns. Keeping this here (no Faust import) lets unit tests, the benchmark and
+the agents share one implementation.
+
+>>> from stream.engine import Engine, EngineConfig
+>>> pipeline = Pipeline(Engine(EngineConfig(seed=0)))
+>>> raw = (b'{"event_id":"e1","type":"play","user_id":"u1","item_id":"i1",'
+...        b'"occurred_at":"2026-11-22T18:00:00Z","ms_played":1000}')
+>>> pipeline.ingest_event(raw, key=b"u1", event_type=EventType.PLAY).item_id
+'i1'
+>>> pipeline.take_dirty()
+['u1']
+>>> pipeline.ingest_event(b"{oops", key=b"u1", event_type=EventType.PLAY).reason
+'invalid_json'
+>>> dict(pipeline.rejected)
+{'invalid_json': 1}
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from stream.contracts import (
+    DEFAULT_MAX_EVENT_BYTES,
+    Rejection,
+    decode_catalog_item,
+    decode_interaction,
+)
+from stream.engine import Engine
+from stream.models import CatalogItem, EventType, Interaction, RecommendationList
+
+logger = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Decode -> validate -> learn, and remember which users need a fresh list.
+
+    Parameters
+    ----------
+    engine
+        The recommender engine that learns and recommends.
+    max_event_bytes
+        Larger messages are rejected before parsing.
+    clock
+        Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.max_event_bytes = max_event_bytes
+        self.clock = clock
+        # Insertion-ordered set: users are refreshed in the order they became dirty.
+        self._dirty: dict[str, None] = {}
+        self.accepted: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+
+    def ingest_event(
+        self, raw: bytes | None, *, key: bytes | None, event_type: EventType
+    ) -> Interaction | Rejection:
+        """Learn from one message of the topic for ``event_type``, or say why it was rejected."""
+        outcome = decode_interaction(
+            raw, expected_type=event_type, key=key, max_bytes=self.max_event_bytes
+        )
+        if isinstance(outcome, Rejection):
+            self.rejected[outcome.reason] += 1
+            return outcome
+        failure = self._apply(self.engine.learn, outcome)
+        if failure is not None:
+            return failure
+        self.accepted[outcome.type.value] += 1
+        self._dirty[outcome.user_id] = None
+        return outcome
+
+    def ingest_catalog(
+        self, raw: bytes | None, *, key: bytes | None
+    ) -> CatalogItem | Rejection | str:
+        """Apply one catalog message: an item (added or updated), or a tombstone (removed id)."""
+        if raw is None and key:
+            item_id = key.decode("utf-8", "replace")
+            self.engine.remove_item(item_id)
+            return item_id
+        outcome = decode_catalog_item(raw, key=key, max_bytes=self.max_event_bytes)
+        if isinstance(outcome, Rejection):
+            self.rejected[outcome.reason] += 1
+            return outcome
+        failure = self._apply(self.engine.upsert_item, outcome)
+        return outcome if failure is None else failure
+
+    def _apply(self, update: Callable[[Any], None], value: Any) -> Rejection | None:
+        """Run an engine update; an exception becomes a dead letter instead of a crashed agent.
+
+        The message keeps its original bytes in the dead letter, so it can be replayed
+        once the bug is fixed; one poisoned message must not block its partition.
+        """
+        try:
+            update(value)
+        except Exception as error:  # noqa: BLE001
+            logger.exception("engine failed on %r", value)
+            rejection = Rejection("processing_error", f"{type(error).__name__}: {error}")
+            self.rejected[rejection.reason] += 1
+            return rejection
+        return None
+
+    def take_dirty(self) -> list[str]:
+        """Users whose list is out of date, oldest first; clears the set."""
+        users = list(self._dirty)
+        self._dirty.clear()
+        return users
+
+    def recommend(self, user_id: str) -> RecommendationList:
+        return self.engine.recommend(user_id, now=self.clock())
