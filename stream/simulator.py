@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -47,7 +47,7 @@ _GENRE_FAMILIES: Final[tuple[tuple[str, ...], ...]] = (
     ("rock", "indie", "metal", "punk", "grunge", "shoegaze"),
     ("pop", "k-pop", "disco", "latin", "reggaeton"),
     ("hip-hop", "r&b", "trap", "soul", "funk", "afrobeats"),
-    ("electronic", "house", "techno", "ambient", "drum and bass", "lo-fi"),
+    ("electronic", "ambient", "house", "techno", "drum and bass", "lo-fi"),
     ("jazz", "blues", "classical", "bossa nova", "gospel"),
     ("folk", "country", "reggae", "singer-songwriter", "bluegrass"),
 )
@@ -148,9 +148,14 @@ class WorldConfig:
         Skip model: ``P(skip) = sigmoid(skip_intercept - skip_slope * logit + context)``.
     replay_probability
         Chance that a fully played, perfectly matched track is replayed right away.
-    burst_fraction, burst_boost, burst_days
-        Share of new releases that trend: their popularity is multiplied by up to
-        ``1 + burst_boost``, decaying with a time constant of ``burst_days``.
+    new_release_boost, new_release_days
+        New releases get attention: their popularity is multiplied by up to
+        ``1 + new_release_boost``, decaying with a time constant of ``new_release_days``.
+    burst_fraction, burst_boost, burst_days, trend_probability
+        Share of new releases that trend. A trending hit's popularity is multiplied
+        by up to ``1 + burst_boost`` more, and while hits are hot up to
+        ``trend_probability`` of all picks go to them whatever the listener's taste
+        (viral plays, radio); both decay with a time constant of ``burst_days``.
     history_size
         How many recent positive plays a user draws repeats from.
     seed
@@ -181,9 +186,12 @@ class WorldConfig:
     skip_intercept: float = 0.3
     skip_slope: float = 0.9
     replay_probability: float = 0.08
+    new_release_boost: float = 15.0
+    new_release_days: float = 21.0
     burst_fraction: float = 0.2
-    burst_boost: float = 40.0
+    burst_boost: float = 20.0
     burst_days: float = 3.0
+    trend_probability: float = 0.04
     history_size: int = 200
     seed: int = 0
 
@@ -196,8 +204,10 @@ class WorldConfig:
             raise ValueError("devices and countries must not be empty")
         if not 0.0 <= self.new_release_fraction <= 1.0:
             raise ValueError("new_release_fraction must be in [0, 1]")
-        if self.repeat_probability + self.explore_probability > 1.0:
-            raise ValueError("repeat_probability + explore_probability must be at most 1")
+        if self.repeat_probability + self.explore_probability + self.trend_probability > 1.0:
+            raise ValueError(
+                "repeat_probability + explore_probability + trend_probability must be at most 1"
+            )
 
     @property
     def artist_count(self) -> int:
@@ -223,6 +233,13 @@ class UserProfile:
     peak_hour: float
     mainstream: float
     repeat_propensity: float
+
+
+class _Market(NamedTuple):
+    log_popularity: np.ndarray  # -inf before release
+    released: np.ndarray  # indices of released items
+    trending_cumulative: np.ndarray  # cumulative heat of trending hits
+    trending_share: float  # share of picks that go to trending hits
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -395,7 +412,7 @@ class World:
         repeat = np.clip(
             rng.beta(4.0, 4.0, size=n_users) * 2 * cfg.repeat_probability,
             0.0,
-            1.0 - cfg.explore_probability,
+            1.0 - cfg.explore_probability - cfg.trend_probability,
         )
         # Log-normal activity with the configured mean: a heavy tail of very active users.
         sigma = 1.0
@@ -556,6 +573,11 @@ class World:
         return list(self._item_ids)
 
     @property
+    def trending_hits(self) -> tuple[str, ...]:
+        """New releases that burst right after their release (ground truth for Trending)."""
+        return tuple(self._item_ids[i] for i in np.flatnonzero(self._is_hit).tolist())
+
+    @property
     def now(self) -> float:
         """Where the simulation clock stands (epoch seconds): the next window starts here."""
         return self._clock_ms / 1000
@@ -616,23 +638,52 @@ class World:
         return weights / weights.sum()
 
     def oracle_scores(self, user_id: str, at: float) -> np.ndarray:
-        """How likely each item is to be the user's next positive pick at ``at``
-        (unnormalised, catalog order): the simulator's own pick weight times the
-        chance of not skipping it. Ranking by it is the oracle upper bound.
+        """The chance that a new (non-repeat) pick of ``user_id`` at ``at`` is each
+        item and is not skipped, in catalog order — the simulator's own pick
+        distribution (taste x popularity, trending, exploration) times the chance of
+        playing it, before context. Ranking unseen items by it is the oracle upper bound.
 
         >>> world = World.generate(WorldConfig(n_users=5, n_items=50))
         >>> scores = world.oracle_scores("u-00000", world.config.start)
-        >>> scores.shape, bool((scores >= 0).all())
-        ((50,), True)
+        >>> scores.shape, bool((scores >= 0).all()), bool(scores.sum() < 1)
+        ((50,), True, True)
         """
+        cfg = self.config
         u = self._user(user_id)
         logits = self._logits(u)
-        log_popularity = self._log_popularity(int(round(at * 1000)))
-        weights = np.exp(
-            self._mainstream[u] * log_popularity + self.config.taste_sharpness * logits
+        market = self._market(int(round(at * 1000)))
+        score = self._mainstream[u] * market.log_popularity + cfg.taste_sharpness * logits
+        taste_pick = np.exp(score - score[market.released].max())
+        taste_pick /= taste_pick.sum()
+        explore_pick = np.zeros(cfg.n_items)
+        explore_pick[market.released] = 1.0 / market.released.size
+        trend_pick = np.diff(market.trending_cumulative, prepend=0.0)
+        if market.trending_share > 0:
+            trend_pick /= market.trending_cumulative[-1]
+        main_share = 1.0 - cfg.explore_probability - market.trending_share
+        pick = (
+            main_share * taste_pick
+            + cfg.explore_probability * explore_pick
+            + market.trending_share * trend_pick
         )
-        keep = _sigmoid(-(self.config.skip_intercept - self.config.skip_slope * logits))
-        return weights * keep
+        keep = _sigmoid(cfg.skip_slope * logits - cfg.skip_intercept)
+        return pick * keep
+
+    def _market(self, at_ms: int) -> _Market:
+        """What is on offer at ``at_ms``: popularity, released items and trending hits."""
+        cfg = self.config
+        log_popularity = self._log_popularity(at_ms)
+        released = np.flatnonzero(np.isfinite(log_popularity))
+        age_days = (at_ms - self._release_ms) / _MS_PER_DAY
+        heat = np.where(
+            self._is_hit & (age_days >= 0),
+            np.exp(-np.maximum(age_days, 0.0) / cfg.burst_days),
+            0.0,
+        )
+        cumulative = np.cumsum(heat)
+        # About one hit at full heat claims the whole trending share of picks.
+        share = cfg.trend_probability * min(1.0, float(cumulative[-1]))
+        return _Market(log_popularity, released, cumulative, share)
 
     def _log_popularity(self, at_ms: int) -> np.ndarray:
         cfg = self.config
@@ -640,7 +691,11 @@ class World:
         released = age_days >= 0
         safe_age = np.where(released, age_days, 0.0)
         # New releases get attention for a couple of weeks; hits burst for a few days.
-        boost = np.where(self._is_new, 1.0 + 4.0 * np.exp(-safe_age / 14.0), 1.0)
+        boost = np.where(
+            self._is_new,
+            1.0 + cfg.new_release_boost * np.exp(-safe_age / cfg.new_release_days),
+            1.0,
+        )
         boost = boost + np.where(
             self._is_hit, cfg.burst_boost * np.exp(-safe_age / cfg.burst_days), 0.0
         )
@@ -680,8 +735,7 @@ class World:
         window_start = self._clock_ms
         window_end = window_start + _MS_PER_HOUR
         hour = (window_start // _MS_PER_HOUR) % 24
-        log_popularity = self._log_popularity(window_start)
-        released = np.flatnonzero(np.isfinite(log_popularity))
+        market = self._market(window_start)
         expected = self._hour_rate[hour]  # sessions starting in this hour
         cumulative = self._hour_cumulative[hour]
         n_sessions = int(rng.poisson(expected))
@@ -692,7 +746,7 @@ class World:
         for u, start in zip(users.tolist(), starts.tolist(), strict=True):
             if self._busy_until_ms[u] > start:
                 continue  # already listening: one session at a time
-            end = self._session(u, start, log_popularity, released, fresh)
+            end = self._session(u, start, market, fresh)
             self._busy_until_ms[u] = end
         pending = self._pending + fresh
         pending.sort()
@@ -705,8 +759,7 @@ class World:
         self,
         u: int,
         start_ms: int,
-        log_popularity: np.ndarray,
-        released: np.ndarray,
+        market: _Market,
         out: list[tuple[int, int, int, int, int, int, int]],
     ) -> int:
         rng = self._rng
@@ -716,42 +769,47 @@ class World:
         local_hour = int((start_ms // _MS_PER_HOUR + self._utc_offset_h[u]) % 24)
         history = self._history[u]
         logits = self._logits(u)
+        # One draw for all uniforms of the session: mode, pick, skip, partial play,
+        # fraction played, replay, gap.
+        mode, pick, skip, part, fraction, again, gap = rng.random((7, n_tracks))
 
-        # Which kind of pick: repeat a favourite, taste x popularity, or explore.
-        draws = rng.random(n_tracks)
+        # Which kind of pick: repeat a favourite, taste x popularity, trending, or explore.
         repeat_p = self._repeat[u] if history else 0.0
-        explore = draws >= 1.0 - cfg.explore_probability
-        repeat = draws < repeat_p
+        explore = mode >= 1.0 - cfg.explore_probability
+        trending = ~explore & (mode >= 1.0 - cfg.explore_probability - market.trending_share)
+        repeat = mode < repeat_p
+        main = ~(explore | trending | repeat)
         picks = np.empty(n_tracks, dtype=np.int64)
-        n_main = int((~explore & ~repeat).sum())
-        if n_main:
-            score = self._mainstream[u] * log_popularity + cfg.taste_sharpness * logits
-            weights = np.exp(score - score[released].max())
-            cumulative = np.cumsum(weights)
-            chosen = np.searchsorted(cumulative, rng.random(n_main) * cumulative[-1], side="right")
-            picks[~explore & ~repeat] = np.minimum(chosen, cfg.n_items - 1)
+        if main.any():
+            score = self._mainstream[u] * market.log_popularity
+            score += cfg.taste_sharpness * logits
+            score -= score.max()  # unreleased items are -inf and get weight 0
+            cumulative = np.cumsum(np.exp(score, out=score))
+            chosen = np.searchsorted(cumulative, pick[main] * cumulative[-1], side="right")
+            picks[main] = np.minimum(chosen, cfg.n_items - 1)
+        if trending.any():
+            heat = market.trending_cumulative
+            chosen = np.searchsorted(heat, pick[trending] * heat[-1], side="right")
+            picks[trending] = np.minimum(chosen, cfg.n_items - 1)
         if explore.any():
-            picks[explore] = released[rng.integers(0, released.size, size=int(explore.sum()))]
+            released = market.released
+            picks[explore] = released[(pick[explore] * released.size).astype(np.int64)]
         if repeat.any():
             # Uniform over recent positive plays = frequency and recency weighted.
-            slots = rng.integers(0, len(history), size=int(repeat.sum()))
+            slots = (pick[repeat] * len(history)).astype(np.int64)
             picks[repeat] = [history[s] for s in slots.tolist()]
 
-        skip_p = self._skip_probability(logits[picks], device, local_hour)
-        skipped = rng.random(n_tracks) < skip_p
-        affinity = _sigmoid(logits[picks])
+        picked_logits = logits[picks]
+        skipped = skip < self._skip_probability(picked_logits, device, local_hour)
+        affinity = _sigmoid(picked_logits)
         durations = self._durations_ms[picks]
         # Poor matches are skipped early; good ones go further before a skip.
-        skip_fraction = rng.beta(1.2, 7.0, size=n_tracks) * (0.4 + affinity)
-        partial = rng.random(n_tracks) < 0.15
-        play_fraction = np.where(partial, rng.uniform(0.6, 1.0, size=n_tracks), 1.0)
-        ms_played = np.where(
-            skipped, np.minimum(skip_fraction, 0.9) * durations, play_fraction * durations
-        ).astype(np.int64)
-        replay = (
-            (~skipped) & (~partial) & (rng.random(n_tracks) < cfg.replay_probability * affinity**3)
-        )
-        gaps = rng.integers(200, 4000, size=n_tracks)
+        skip_fraction = np.minimum(rng.beta(1.2, 7.0, size=n_tracks) * (0.4 + affinity), 0.9)
+        partial = part < 0.15
+        play_fraction = np.where(partial, 0.6 + 0.4 * fraction, 1.0)
+        ms_played = (np.where(skipped, skip_fraction, play_fraction) * durations).astype(np.int64)
+        replay = ~skipped & ~partial & (again < cfg.replay_probability * affinity**3)
+        gaps = (200 + 3800 * gap).astype(np.int64)
 
         now = start_ms
         sequence = self._sequence
@@ -834,16 +892,17 @@ class World:
             number = self._emitted
             self._emitted = number + 1
             produced += 1
+            # Positional arguments: this line runs for every event.
             yield Interaction(
-                event_id=f"{prefix}{number:09d}",
-                user_id=user_ids[u],
-                item_id=item_ids[item],
-                type=_TYPES[kind],
-                timestamp=at_ms / 1000,
-                ms_played=played,
-                duration_ms=durations[item],
-                device=devices[device],
-                country=countries[u],
+                f"{prefix}{number:09d}",
+                user_ids[u],
+                item_ids[item],
+                _TYPES[kind],
+                at_ms / 1000,
+                played,
+                durations[item],
+                devices[device],
+                countries[u],
             )
 
     def respond(
