@@ -296,13 +296,7 @@ def _read_csv_events(
         positions: dict[str, int] | None = None
         first_row = True
         if columns is not None:
-            positions = {column: i for i, column in enumerate(columns) if column}
-            unknown = set(positions) - set(_POSITIONAL)
-            if unknown or not set(positions) >= {"user", "item", "timestamp"}:
-                raise ValueError(
-                    f"columns must name 'user', 'item', 'timestamp' (and may name 'rating'), "
-                    f"got {list(columns)}"
-                )
+            positions = _positions_from_columns(columns)
         for cells in rows:
             number = rows.line_num
             if not cells or all(not cell.strip() for cell in cells):
@@ -321,6 +315,16 @@ def _read_csv_events(
                     )
                 positions = {column: i for i, column in enumerate(_POSITIONAL[: len(cells)])}
             yield _csv_event(name, number, cells, positions, skip_below, replay_from, duration_ms)
+
+
+def _positions_from_columns(columns: Sequence[str | None]) -> dict[str, int]:
+    positions = {column: i for i, column in enumerate(columns) if column}
+    if set(positions) - set(_POSITIONAL) or not set(positions) >= {"user", "item", "timestamp"}:
+        raise ValueError(
+            "columns must name 'user', 'item', 'timestamp' (and may name 'rating'), "
+            f"got {list(columns)}"
+        )
+    return positions
 
 
 def _chain_first(first: str, rest: IO[str]) -> Iterator[str]:
@@ -476,6 +480,8 @@ def read_events(
     if chosen == "csv":
         if duration_ms < 1:
             raise ValueError("duration_ms must be at least 1")
+        if columns is not None:
+            _positions_from_columns(columns)  # fail now, not at the first row
         return _read_csv_events(
             path,
             columns=columns,
