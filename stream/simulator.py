@@ -35,7 +35,7 @@ import numpy as np
 
 from stream.models import CatalogItem, EventType, Interaction, Source
 
-__all__ = ["GENRE_NAMES", "UserProfile", "World", "WorldConfig"]
+__all__ = ["DAY", "GENRE_NAMES", "HOUR", "UserProfile", "World", "WorldConfig"]
 
 DAY: Final = 86_400.0
 HOUR: Final = 3_600.0
@@ -101,6 +101,11 @@ _LAST_NAMES: Final = (
 _TYPES: Final = (EventType.PLAY, EventType.SKIP, EventType.REPLAY)
 _PLAY, _SKIP, _REPLAY = 0, 1, 2
 
+#: A simulated event before it becomes an Interaction:
+#: (ended_at_ms, sequence, user index, item index, type code, ms_played, device index).
+#: Sorting these sorts by time, ties in the order they were simulated.
+_Record = tuple[int, int, int, int, int, int, int]
+
 
 @dataclass(frozen=True, slots=True)
 class WorldConfig:
@@ -129,8 +134,8 @@ class WorldConfig:
     sessions_per_user_per_day
         Mean number of sessions a user starts per day; individual activity is
         log-normal around it (a heavy tail of very active users).
-    mean_session_tracks
-        Mean number of picks per session (geometric, capped at ``max_session_tracks``).
+    mean_session_tracks, max_session_tracks
+        Picks per session: geometric with this mean, capped.
     repeat_probability
         Mean chance that a pick repeats one of the user's recent positively played
         tracks (individual propensities vary around it).
@@ -202,6 +207,10 @@ class WorldConfig:
             raise ValueError(f"n_genres must be between 1 and {len(GENRE_NAMES)}")
         if not self.devices or not self.countries:
             raise ValueError("devices and countries must not be empty")
+        if not all(len(c) == 2 and c.isascii() and c.isupper() for c in self.countries):
+            raise ValueError("countries must be ISO 3166-1 alpha-2 codes such as 'GB'")
+        if not all(1 <= len(d) <= 32 for d in self.devices):
+            raise ValueError("device names must have 1 to 32 characters")
         if not 0.0 <= self.new_release_fraction <= 1.0:
             raise ValueError("new_release_fraction must be in [0, 1]")
         if self.repeat_probability + self.explore_probability + self.trend_probability > 1.0:
@@ -222,7 +231,9 @@ class UserProfile:
     """What the world knows about a listener (ground truth, never sent on the wire).
 
     ``genres`` are the preferred genres, strongest first; ``peak_hour`` is the local
-    hour they listen most; ``activity`` their mean sessions per day.
+    hour they listen most; ``activity`` their mean sessions per day; ``mainstream``
+    how much their new picks follow popularity (``popularity ** mainstream``);
+    ``repeat_propensity`` the chance a pick replays a recent favourite.
     """
 
     user_id: str
@@ -263,6 +274,30 @@ class World:
     config
         The hyperparameters; the world is a pure function of them.
 
+    Notes
+    -----
+    *Taste.* ``affinity = sigmoid(logit)`` with ``logit = user . item + quality +
+    user bias - 1 (+ favourite_artist_bonus)``. Item vectors sit near their artist's,
+    artists near their main genre's, genres near their family's; a user's vector
+    mixes their 1-4 preferred genres, and each user has a few favourite artists.
+
+    *Sessions.* Each hour of simulated time, users start sessions at a rate given
+    by their activity and their (local) listening hours, on their usual device most
+    of the time. Each pick in a session is one of:
+
+    1. a repeat: uniform over the user's last ``history_size`` positive plays (so
+       frequency- and recency-weighted); a skip removes one copy;
+    2. taste x popularity: ``popularity ** mainstream * exp(taste_sharpness * logit)``
+       over released items (popularity includes new-release boosts and bursts);
+    3. a trending hit (while some are hot), whatever the taste;
+    4. exploration: any released item.
+
+    *Outcome.* ``P(skip) = sigmoid(skip_intercept - skip_slope * logit + context)``
+    where the context shift depends on the device (mobile up, speaker/car down) and
+    the local hour (morning commute up, late night down). Skips end early (earlier
+    for poor matches); plays run to the end (15% stop after 60-100%); a full play
+    of a strong match is sometimes replayed at once (a ``replay`` event).
+
     Examples
     --------
     >>> world = World.generate(WorldConfig(n_users=20, n_items=100, seed=1))
@@ -281,10 +316,8 @@ class World:
         self._rng = np.random.default_rng(events_seed)
         self._respond_rng = np.random.default_rng(respond_seed)
         self._clock_ms = int(round(config.start * 1000))
-        self._pending: list[tuple[int, int, int, int, int, int, int]] = []
-        self._ready: collections.deque[tuple[int, int, int, int, int, int, int]] = (
-            collections.deque()
-        )
+        self._pending: list[_Record] = []
+        self._ready: collections.deque[_Record] = collections.deque()
         self._busy_until_ms = np.zeros(config.n_users, dtype=np.int64)
         self._history: list[list[int]] = [[] for _ in range(config.n_users)]
         self._sequence = 0
@@ -742,7 +775,7 @@ class World:
         users = np.searchsorted(cumulative, rng.random(n_sessions) * cumulative[-1], side="right")
         users = np.minimum(users, cfg.n_users - 1)
         starts = window_start + np.sort(rng.integers(0, _MS_PER_HOUR, size=n_sessions))
-        fresh: list[tuple[int, int, int, int, int, int, int]] = []
+        fresh: list[_Record] = []
         for u, start in zip(users.tolist(), starts.tolist(), strict=True):
             if self._busy_until_ms[u] > start:
                 continue  # already listening: one session at a time
@@ -760,7 +793,7 @@ class World:
         u: int,
         start_ms: int,
         market: _Market,
-        out: list[tuple[int, int, int, int, int, int, int]],
+        out: list[_Record],
     ) -> int:
         rng = self._rng
         cfg = self.config
@@ -876,6 +909,7 @@ class World:
             self._clock_ms = int(round(start * 1000))
             self._pending = []
             self._ready.clear()
+            self._busy_until_ms[:] = 0  # the sessions in flight were dropped
         return self._stream(n_events)
 
     def _stream(self, n_events: int) -> Iterator[Interaction]:
@@ -979,7 +1013,7 @@ class World:
         )
 
 
-def _bisect_time(records: list[tuple[int, int, int, int, int, int, int]], at_ms: int) -> int:
+def _bisect_time(records: list[_Record], at_ms: int) -> int:
     """Index of the first record at or after ``at_ms`` (records sorted by time)."""
     low, high = 0, len(records)
     while low < high:
