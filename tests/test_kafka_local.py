@@ -134,13 +134,15 @@ def running_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKa
         "LocalKafka(sys.argv[1], extra_listeners=[Listener('EXTERNAL')]).start()\n"
     )
     # Captured output: the starter must not leave its pipes to the broker, or this hangs.
-    subprocess.run(
+    started = subprocess.run(
         [sys.executable, "-c", starter, os.fspath(home)],
         cwd=Path(__file__).parents[1],
         capture_output=True,
-        check=True,
+        text=True,
         timeout=120,
     )
+    if started.returncode != 0:
+        pytest.fail(f"the starter process failed:\n{started.stderr}")
     broker = LocalKafka(home, extra_listeners=[Listener("EXTERNAL")])
     yield broker
     ports = broker.ports
