@@ -9,12 +9,19 @@ from stream.settings import get_settings
 from stream.topics import recommendations_topic
 
 
-@app.timer(interval=get_settings().publish_interval_ms / 1000)
-async def publish_recommendations() -> None:
+async def publish_dirty_lists() -> int:
+    """One tick: a list for each user with new events, however many they had. Returns how many."""
     pipeline = worker_pipeline()
-    for user_id in pipeline.take_dirty():
+    users = pipeline.take_dirty()
+    for user_id in users:
         recommendations = pipeline.recommend(user_id)
         # (user_id, RecommendationList)
         await recommendations_topic.send(
             key=user_id.encode(), value=encode_recommendation_list(recommendations)
         )
+    return len(users)
+
+
+publish_recommendations = app.timer(
+    interval=get_settings().publish_interval_ms / 1000, name="publish_recommendations"
+)(publish_dirty_lists)

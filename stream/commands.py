@@ -93,8 +93,13 @@ def kafka_start() -> None:
 @kafka_group.command("stop")
 def kafka_stop() -> None:
     """Stop the broker started by ``encore kafka start``."""
-    _local_kafka().stop()
-    out.print("kafka stopped")
+    from stream.kafka_local import KafkaToolError
+
+    try:
+        was_running = _local_kafka().stop()
+    except KafkaToolError as error:
+        _fail(str(error))
+    out.print("kafka stopped" if was_running else "kafka was not running")
 
 
 @kafka_group.command("status")
