@@ -133,8 +133,13 @@ class PopularityRecommender:
     Popularity counts plays and replays. With ``half_life=None`` (the default)
     it is the all-time count, the textbook "most popular" baseline; with a
     half-life every event's weight halves each ``half_life`` seconds, which
-    follows trends and bursts in a log (a stronger baseline on real listening
-    data, where yesterday's hits fade).
+    follows trends and bursts.
+
+    All-time is the default because it has no time scale to tune, so ratios to
+    it mean the same on every log: a half-life that suits one log hurts another.
+    Measured prequentially, a one-day half-life gained about 3% recall@10 on the
+    simulator but lost more than half of it on MovieLens ratings, where one
+    user's session of hundreds of ratings swamps a day's counts.
 
     ``predict_skip`` is the item's skip rate so far, smoothed towards the skip
     rate of the whole log: the non-personalised reference for a skip model.
