@@ -140,7 +140,8 @@ def load_log(args: argparse.Namespace) -> tuple[list[Interaction], list[CatalogI
     from stream.simulator import World, WorldConfig
 
     world = World.generate(WorldConfig(n_users=args.users, n_items=args.items, seed=args.seed))
-    events = list(world.events(args.limit or args.events))
+    count = args.events if args.limit is None else min(args.events, args.limit)
+    events = list(world.events(count))
     return events, list(world.catalog), world
 
 
