@@ -415,8 +415,8 @@ def evaluate_command(
     LOG is a JSONL event log (as written by `encore simulate --out`), a directory
     holding events.jsonl (and catalog.jsonl), or a CSV of user,item,timestamp[,rating].
     """
-    from stream.evaluation import evaluate, format_report, make_model
-    from stream.eventlog import EventLogError, read_catalog, read_events
+    from stream.evaluation import evaluate, make_model, report_table
+    from stream.eventlog import EventLogError, read_catalog, read_events, sorted_by_time
 
     if log.is_dir():
         catalog = catalog or (log / "catalog.jsonl" if (log / "catalog.jsonl").exists() else None)
@@ -432,9 +432,17 @@ def evaluate_command(
                 model = make_model(name, seed=seed)
             except (KeyError, ValueError) as error:
                 _fail(f"--model: {error}")
+            # prequential evaluation needs time order; outside logs are not always sorted
+            events = sorted_by_time(read_events(log))
             reports.append(
                 evaluate(
-                    read_events(log), model, catalog=items, k=k, progress=not as_json, limit=limit
+                    events,
+                    model,
+                    catalog=items,
+                    k=k,
+                    progress=not as_json,
+                    limit=limit,
+                    name=name,
                 )
             )
     except EventLogError as error:
@@ -442,7 +450,7 @@ def evaluate_command(
     if as_json:
         out.print_json(orjson.dumps([report.to_dict() for report in reports]).decode())
     else:
-        out.print(format_report(reports))
+        out.print(report_table(reports))
 
 
 # --------------------------------------------------------------------------- demo
