@@ -281,6 +281,8 @@ def render_list(recommendations: Any) -> Any:
                 item.reason,
             )
         table.add_section()
+    if not any(row.items for row in recommendations.rows):
+        table.add_row("", "", "(nothing to recommend yet)", "", "")
     return table
 
 
@@ -311,24 +313,24 @@ def render_message(topic: str, key: bytes | None, value: bytes | None) -> Any:
 async def _tail(
     topic: str, user: str | None, from_beginning: bool, max_messages: int, timeout: float
 ) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     settings = get_settings()
     name = settings.topic_name(topic)
-    consumer = AIOKafkaConsumer(**settings.aiokafka_options(), enable_auto_commit=False)
+    # No group: every partition is ours, nothing is committed, nobody else is disturbed.
+    consumer = AIOKafkaConsumer(
+        name,
+        **settings.aiokafka_options(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )
     await consumer.start()
     shown = 0
     try:
         if name not in await consumer.topics():
             await consumer.stop()
             _fail(f"topic {name!r} does not exist on {settings.bootstrap_servers}")
-        partitions = consumer.partitions_for_topic(name) or set()
-        assigned = [TopicPartition(name, p) for p in partitions]
-        consumer.assign(assigned)
-        if from_beginning:
-            await consumer.seek_to_beginning(*assigned)
-        else:
-            await consumer.seek_to_end(*assigned)
         deadline = time.monotonic() + timeout if timeout > 0 else None
         while max_messages <= 0 or shown < max_messages:
             if deadline is not None and time.monotonic() > deadline:

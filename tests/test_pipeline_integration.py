@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import base64
 import time
 import uuid
@@ -126,3 +129,45 @@ async def test_plain_producer_events_become_lists_and_bad_ones_dead_letters(work
     assert by_reason["schema_violation"]["field"] == "data.ms_played"
     for letter in dead_letters:
         assert validate_document("dead-letter", letter) is None
+
+
+def test_tail_shows_a_users_list_in_readable_form(worker):
+    # others' plays first, so there is something to recommend to the user
+    events = [_event(f"other-{n}", f"hit-{n % 3}", "play") for n in range(9)]
+    events.append(_event(USERS[0], "item-1", "play"))
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap)
+        await producer.start()
+        try:
+            for event in events:
+                await producer.send_and_wait(
+                    worker.topic("plays"), orjson.dumps(event), key=event["user_id"].encode()
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "tail",
+            "recommendations",
+            "--user",
+            USERS[0],
+            "--from-beginning",
+            "--max",
+            "1",
+            "--timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **worker.env},
+    )
+    assert result.returncode == 0, result.stderr
+    assert USERS[0] in result.stdout
+    assert "hit-" in result.stdout, "the others' hits are recommended"
