@@ -51,6 +51,11 @@ class EngineConfig:
     negative_every
         Learn the negatives of only one positive event in this many (a cost knob:
         each River update costs ~14 µs).
+    negative_sampling
+        ``"popularity"`` or ``"uniform"``: where MF's sampled negatives come from.
+    mf_learn_repeats
+        Whether MF also learns a positive repeat of an item still in the user's
+        recent history (heavy rotation); skips are always learned.
     popularity_half_life, trending_half_life
         Half-lives of the long-term popularity and of the short "trending" window.
     trending_min_plays
@@ -105,6 +110,9 @@ class EngineConfig:
     mf_init_sigma: float = 0.1
     n_negatives: int = 1
     negative_every: int = 1
+    mf_learn_repeats: bool = False
+    negative_sampling: str = "popularity"
+    mf_score_bias: bool = True
     # popularity / trending
     popularity_half_life: float = 14 * DAY
     trending_half_life: float = 1 * DAY
@@ -132,8 +140,8 @@ class EngineConfig:
     # blending / re-ranking
     mf_blend: float = 1.0
     cooc_blend: float = 1.0
-    taste_blend: float = 0.5
-    popularity_blend: float = 0.2
+    taste_blend: float = 1.0
+    popularity_blend: float = 0.6
     skip_rerank_weight: float = 0.5
     rerank_pool: int = 50
     skip_learning_rate: float = 0.02

@@ -9,14 +9,16 @@ each item keeps only its ``max_neighbours`` strongest neighbours.
 >>> cooc = Cooccurrence(half_life=100.0, window=3, session_gap=60.0,
 ...                     max_neighbours=5, damping=0.0)
 >>> cooc.learn(1, 1.0, at=1.0, previous=[(0, 1.0, 0.0)])
->>> cooc.learn(2, 1.0, at=2.0, previous=[(0, 1.0, 0.0), (1, 1.0, 1.0)])
+>>> cooc.learn(2, 1.0, at=2.0, previous=[(1, 1.0, 1.0), (0, 1.0, 0.0)])
 >>> [row for row, _ in cooc.neighbours(0, 5, now=2.0)]
 [1, 2]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+
+import numpy as np
 
 from stream.engine.state import DecayingVector
 
@@ -82,7 +84,7 @@ class Cooccurrence:
             self.pairs[row] = dict(keep)
 
     def learn(
-        self, row: int, weight: float, *, at: float, previous: Sequence[tuple[int, float, float]]
+        self, row: int, weight: float, *, at: float, previous: Iterable[tuple[int, float, float]]
     ) -> None:
         """Pair a positive event on ``row`` with the user's previous events.
 
@@ -95,8 +97,8 @@ class Cooccurrence:
         at
             Event time.
         previous
-            The user's earlier ``(row, weight, time)`` events, oldest first; only
-            the last ``window`` positive ones are used.
+            The user's earlier ``(row, weight, time)`` events, newest first; only
+            the first ``window`` positive ones are used.
         """
         if weight <= 0:
             return
@@ -105,7 +107,7 @@ class Cooccurrence:
         paired = 0
         later_time = at
         session_factor = 1.0
-        for other, other_weight, other_time in reversed(previous):
+        for other, other_weight, other_time in previous:
             if paired >= self.window:
                 break
             if later_time - other_time > self.session_gap:
@@ -122,34 +124,68 @@ class Cooccurrence:
         self.pairs.pop(row, None)
         self.totals.forget(row)
 
+    def _scale(self, now: float) -> float:
+        if self.origin is None:
+            return 0.0
+        return float(2.0 ** (-(now - self.origin) / self.half_life))
+
     def strength(self, row: int, other: int, *, now: float) -> float:
         """Damped co-occurrence score of ``other`` as a neighbour of ``row``."""
         neighbours = self.pairs.get(row)
-        if not neighbours or other not in neighbours:
+        if not neighbours:
             return 0.0
-        return self._score(neighbours[other], other, now)
-
-    def _score(self, raw: float, other: int, now: float) -> float:
-        if self.origin is None:
+        raw = neighbours.get(other)
+        if raw is None:
             return 0.0
-        value = raw * 2.0 ** (-(now - self.origin) / self.half_life)
+        value = raw * self._scale(now)
         if self.damping:
             value /= max(self.totals.value(other, now=now), 1.0) ** self.damping
         return value
 
-    def neighbours(self, row: int, k: int, *, now: float) -> list[tuple[int, float]]:
-        """Up to ``k`` neighbours of ``row``, strongest first, as ``(row, score)``."""
+    def _scored(self, row: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         neighbours = self.pairs.get(row)
         if not neighbours:
-            return []
-        scored = [(other, self._score(raw, other, now)) for other, raw in neighbours.items()]
-        scored.sort(key=lambda pair: (-pair[1], pair[0]))
-        return scored[:k]
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        rows = np.fromiter(neighbours.keys(), dtype=np.int64, count=len(neighbours))
+        values = np.fromiter(neighbours.values(), dtype=np.float64, count=len(neighbours))
+        values *= self._scale(now)
+        if self.damping:
+            totals = self.totals.raw(int(rows.max()) + 1)[rows] * self.totals.scale(now)
+            values /= np.maximum(totals, 1.0) ** self.damping
+        return rows, values
 
-    def candidates(self, seeds: Iterable[tuple[int, float]], *, now: float) -> dict[int, float]:
-        """Sum of neighbour scores over weighted seed items: ``{row: score}``."""
-        scores: dict[int, float] = {}
+    def neighbours(self, row: int, k: int, *, now: float) -> list[tuple[int, float]]:
+        """Up to ``k`` neighbours of ``row``, strongest first, as ``(row, score)``."""
+        rows, values = self._scored(row, now)
+        order = np.lexsort((rows, -values))[:k]
+        return list(zip(rows[order].tolist(), values[order].tolist(), strict=True))
+
+    def candidates(
+        self, seeds: Iterable[tuple[int, float]], *, now: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbour scores summed over weighted seed items, as ``(rows, scores)`` arrays.
+
+        Examples
+        --------
+        >>> cooc = Cooccurrence(half_life=100.0, window=3, session_gap=60.0,
+        ...                     max_neighbours=5, damping=0.0)
+        >>> cooc.learn(1, 1.0, at=0.0, previous=[(0, 1.0, 0.0)])
+        >>> cooc.learn(2, 1.0, at=0.0, previous=[(0, 1.0, 0.0)])
+        >>> rows, scores = cooc.candidates([(0, 1.0), (1, 0.5)], now=0.0)
+        >>> rows.tolist(), scores.tolist()
+        ([0, 1, 2], [0.5, 1.0, 1.0])
+        """
+        all_rows = []
+        all_values = []
         for seed, seed_weight in seeds:
-            for other, score in self.neighbours(seed, self.max_neighbours, now=now):
-                scores[other] = scores.get(other, 0.0) + seed_weight * score
-        return scores
+            rows, values = self._scored(seed, now)
+            if len(rows):
+                all_rows.append(rows)
+                all_values.append(values * seed_weight)
+        if not all_rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        if len(all_rows) == 1:
+            return all_rows[0], all_values[0]
+        rows = np.concatenate(all_rows)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        return unique, np.bincount(inverse, weights=np.concatenate(all_values))

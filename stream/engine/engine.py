@@ -4,6 +4,12 @@ Pure Python + numpy + River, no Faust: the agents call :meth:`Engine.learn` per
 event and :meth:`Engine.recommend` when a user's list is due; offline evaluation
 calls :meth:`Engine.rank` and :meth:`Engine.predict_skip` on the same code.
 
+Ranking is two-stage. Candidates come from cheap sources (the MF top of the
+whole catalog via one matrix-vector product, co-occurrence neighbours of the
+user's latest plays, items by the user's favourite artists, the popular chart);
+then every candidate gets a blended score of MF, co-occurrence, taste and
+popularity plus the skip model's P(play-through), all vectorised.
+
 Everything that depends on time uses event time (the event's timestamp or the
 caller's ``now``), never the wall clock, so a replay of the same events with the
 same seed reproduces the same state and the same lists.
@@ -35,8 +41,8 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Iterable, Iterator
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -44,13 +50,15 @@ from stream.engine.config import EngineConfig
 from stream.engine.cooccurrence import Cooccurrence
 from stream.engine.exploration import DiscoveryBandit
 from stream.engine.factors import FactorModel
-from stream.engine.popularity import Popularity, top_rows
-from stream.engine.signals import (
-    context_features,
-    event_weight,
-    hour_bucket,
-    normalise_device,
+from stream.engine.features import (
+    item_columns,
+    item_features,
+    positive_seeds,
+    seed_weights,
+    user_context,
 )
+from stream.engine.popularity import Popularity, top_rows
+from stream.engine.signals import event_weight, hour_bucket, normalise_device
 from stream.engine.skip_model import SkipModel
 from stream.engine.state import ItemIndex, UserState
 from stream.engine.taste import TasteProfile
@@ -63,21 +71,31 @@ from stream.models import (
     Row,
 )
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
 TOP_PICKS: Final = "top-picks"
 BECAUSE_PREFIX: Final = "because-you-played:"
 DISCOVER: Final = "discover"
 NEW_RELEASES: Final = "new-releases"
 TRENDING: Final = "trending"
 
-#: Global rankings are refreshed at most this often (events) even when event time stands still.
+#: Global charts are refreshed from learn() at least this often (events), whatever the clock.
 _REFRESH_MAX_EVENTS: Final = 5_000
-#: ... and not more often than this (events), however fast event time moves.
-_REFRESH_MIN_EVENTS: Final = 100
 _CACHED_TRENDING: Final = 200
 _CACHED_POPULAR: Final = 1_000
+_POPULAR_CANDIDATES: Final = 30
+_ARTIST_CANDIDATES: Final = 3
+_ITEMS_PER_ARTIST_CANDIDATE: Final = 30
 _LONG_TAIL_START: Final = 50
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
+
+
+class _Scored(NamedTuple):
+    """Candidates of one user with their score and the features behind reasons (aligned)."""
+
+    rows: np.ndarray
+    score: np.ndarray
+    cooc: np.ndarray
+    taste: np.ndarray
 
 
 class Engine:
@@ -91,8 +109,9 @@ class Engine:
     Notes
     -----
     Not thread-safe: one engine per worker, fed in event-time order per user.
-    :meth:`rank` is a pure query; :meth:`recommend` is not (it records which
-    exploration arm filled each Discover slot and advances the bandit's sampler).
+    :meth:`rank` is a pure query. :meth:`recommend` is not: it records which
+    exploration arm filled each Discover slot, advances the bandit's sampler and
+    may refresh the cached global charts.
     """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -122,7 +141,9 @@ class Engine:
             n_negatives=c.n_negatives,
             negative_every=c.negative_every,
             seed=c.seed,
+            negative_sampling=c.negative_sampling,
         )
+        self.factors.score_bias = c.mf_score_bias
         self.taste = TasteProfile(
             half_life=c.taste_half_life,
             max_genres=c.max_taste_genres,
@@ -132,13 +153,16 @@ class Engine:
         self.explorer = DiscoveryBandit(arms=c.discover_arms, seed=c.seed)
         self.n_events = 0
         self.n_lists = 0
-        # Global rankings, refreshed from learn() only, so queries stay pure and replays agree.
+        # Global charts, refreshed from learn() (and recommend()), never from rank().
         self.trending_rows: list[int] = []
         self.popular_rows: list[int] = []
         self.popularity_score = np.zeros(0, dtype=np.float32)
         self.refreshed_at: float | None = None
         self.events_since_refresh = 0
         self._features_for: tuple[str, dict[str, float]] | None = None
+
+    def __repr__(self) -> str:
+        return f"Engine({self.config!r})"
 
     # ================================================================== catalog
     def upsert_item(self, item: CatalogItem) -> None:
@@ -153,7 +177,7 @@ class Engine:
     def _user(self, user_id: str) -> UserState:
         user = self.users.get(user_id)
         if user is None:
-            user = self.users[user_id] = UserState.empty(self.config.history_size)
+            user = self.users[user_id] = UserState(self.config.history_size)
         return user
 
     def learn(self, event: Interaction) -> None:
@@ -163,27 +187,30 @@ class Engine:
         event had *before* this update (the same ones :meth:`predict_skip` saw).
         """
         c = self.config
-        row = self.items.add(event.item_id)
+        items = self.items
+        row = items.add(event.item_id)
         user = self._user(event.user_id)
         at = event.timestamp
-        weight = event_weight(event, c, self.items.catalog_duration(row))
+        weight = event_weight(event, c, items.catalog_duration(row))
         is_skip = event.type is EventType.SKIP
-
         features = self._skip_features(event, user, row)
-        self.skip_model.learn(features, skipped=is_skip)
+        self.skip_model.learn(features, label=is_skip)
 
         source = event.source
         if source is not None and source.row == DISCOVER:
-            arm = user.discover_arms.pop(row, None)
+            arm = _pop_arm(user, row, c.discover_arms)
             if arm is not None:
                 self.explorer.reward(arm, played=not is_skip)
 
-        self.factors.learn(event.user_id, row, weight)
+        # Heavy rotation adds little to MF and drags it towards a few items: a repeat of
+        # an item still in the user's recent history is not learned again, unless skipped.
+        if is_skip or c.mf_learn_repeats or row not in user.recent_rows:
+            self.factors.learn(event.user_id, row, weight, may_sample=not user.has_seen(row))
         self.popularity.learn(row, positive=not is_skip, at=at, device=event.device)
         if not is_skip:
-            self.cooccurrence.learn(row, weight, at=at, previous=user.recent())
-        if self.items.catalog[row] is not None:
-            self.taste.learn(user, self.items, row, weight, at=at)
+            self.cooccurrence.learn(row, weight, at=at, previous=user.newest_first())
+        if items.catalog[row] is not None:
+            self.taste.learn(user, items, row, weight, at=at)
 
         user.remember(row, weight, at)
         if is_skip:
@@ -196,24 +223,23 @@ class Engine:
         user.last_event_at = at if user.last_event_at is None else max(user.last_event_at, at)
         self.n_events += 1
         self.events_since_refresh += 1
-        self._maybe_refresh(at)
-
-    def _maybe_refresh(self, at: float) -> None:
-        due_by_time = (
-            self.refreshed_at is None or at - self.refreshed_at >= self.config.trending_refresh
-        )
-        if (
-            (due_by_time and self.events_since_refresh >= _REFRESH_MIN_EVENTS)
-            or (self.events_since_refresh >= _REFRESH_MAX_EVENTS)
-            or self.refreshed_at is None
-        ):
+        if self._refresh_due(at) or self.events_since_refresh >= _REFRESH_MAX_EVENTS:
             self.refresh(now=at)
 
-    def refresh(self, *, now: float) -> None:
-        """Recompute the cached global rankings (trending, popular) at event time ``now``.
+    def _refresh_due(self, now: float) -> bool:
+        if not self.events_since_refresh:
+            return False
+        if self.refreshed_at is None:
+            return True
+        # A refresh costs O(items): spread it over at least items/10 events.
+        enough_events = self.events_since_refresh >= max(1, len(self.items) // 10)
+        return enough_events and now - self.refreshed_at >= self.config.trending_refresh
 
-        Called from :meth:`learn` every few minutes of event time; call it yourself
-        after bulk changes if you need fresh charts at once.
+    def refresh(self, *, now: float) -> None:
+        """Recompute the cached global charts (trending, popular) at event time ``now``.
+
+        Called from :meth:`learn` every few minutes of event time (or every few
+        thousand events) and from :meth:`recommend` when stale.
         """
         size = len(self.items)
         self.trending_rows = self.popularity.top_trending(_CACHED_TRENDING, now=now)
@@ -224,54 +250,38 @@ class Engine:
         self.refreshed_at = now
         self.events_since_refresh = 0
 
-    # ================================================================== skip model
+    # ================================================================== feature models
+    def _positive_seeds(self, user: UserState, limit: int) -> list[tuple[int, float, float]]:
+        return positive_seeds(user, limit)
+
     def _skip_features(self, event: Interaction, user: UserState, row: int) -> dict[str, float]:
+        """Context + item features of an event, before learning it (memoised per event)."""
         cached = self._features_for
         if cached is not None and cached[0] == event.event_id:
             return cached[1]
         now = event.timestamp
-        features = context_features(now, event.device)
-        features.update(self._item_features(event.user_id, user, row, now))
-        features["from_list"] = 1.0 if event.source is not None else 0.0
+        features = user_context(user, now, event.device, from_list=event.source is not None)
+        features.update(item_features(self, event.user_id, user, row, now))
+        previous = user.last_weight_of(row)
+        features["seen"] = 1.0 if user.has_seen(row) else 0.0
+        features["previous"] = 0.0 if previous is None else previous
         self._features_for = (event.event_id, features)
         return features
-
-    def _item_features(
-        self, user_id: str, user: UserState, row: int, now: float
-    ) -> dict[str, float]:
-        popularity = self.popularity
-        n_events = user.n_events
-        cooc = 0.0
-        for seed, seed_weight, _ in self._recent_positive_seeds(user, 3):
-            cooc += self.cooccurrence.strength(seed, row, now=now) * seed_weight
-        recent = user.recent()
-        last_weight = recent[-1][1] if recent else 0.0
-        return {
-            "mf": self.factors.predict(user_id, row),
-            "taste": self.taste.item_affinity(user, self.items, row, now=now),
-            "popularity": math.log1p(popularity.play_count(row, now=now)),
-            "recent_plays": math.log1p(popularity.recent_play_count(row, now=now)),
-            "item_skip_rate": popularity.skip_rate(row, now=now),
-            "cooc": math.log1p(cooc),
-            "seen": 1.0 if user.has_seen(row) else 0.0,
-            "user_skip_rate": (user.skips + 1.0) / (n_events + 2.0),
-            "user_events": math.log1p(n_events),
-            "last_weight": last_weight,
-        }
 
     def predict_skip(self, event: Interaction) -> float:
         """P(skip) for ``event`` from the contextual skip model, before learning it.
 
-        Pure apart from a one-entry memo of the event's features, which
-        :meth:`learn` reuses when it is called next with the same event.
+        Changes no model state; it memoises the event's features, which
+        :meth:`learn` reuses when called next with the same event.
         """
         user = self.users.get(event.user_id)
         if user is None:
-            user = UserState.empty(1)
+            user = UserState(1)
         row = self.items.row(event.item_id)
         if row is None:
-            features = context_features(event.timestamp, event.device)
-            features["from_list"] = 1.0 if event.source is not None else 0.0
+            features = user_context(
+                user, event.timestamp, event.device, from_list=event.source is not None
+            )
             return self.skip_model.predict(features)
         return self.skip_model.predict(self._skip_features(event, user, row))
 
@@ -306,159 +316,119 @@ class Engine:
         user = self.users.get(user_id)
         return [] if user is None else self.taste.top_artists(user, self.items, k, now=now)
 
-    def _recent_positive_seeds(
-        self, user: UserState, limit: int
-    ) -> Iterator[tuple[int, float, float]]:
-        """The user's latest distinct positive events, newest first, as (row, weight, time)."""
-        found: set[int] = set()
-        for row, weight, at in reversed(user.recent()):
-            if weight > 0 and row not in found:
-                found.add(row)
-                yield row, weight, at
-                if len(found) >= limit:
-                    return
-
-    def _recently_skipped(self, user: UserState, now: float) -> set[int]:
-        window = self.config.skip_exclusion_window
-        return {row for row, weight, at in user.recent() if weight < 0 and now - at <= window}
-
-    def _blended_scores(
-        self, user_id: str, user: UserState, now: float
-    ) -> tuple[np.ndarray, dict[int, float], np.ndarray | None, np.ndarray]:
-        """Top picks score per row (-inf = not recommendable), plus its ingredients."""
-        c = self.config
+    # ================================================================== ranking
+    def _mf_scores(self, user_id: str, user: UserState) -> np.ndarray | None:
+        """MF score of every row, ``-inf`` where not recommendable (inactive, seen, unlearned)."""
         size = len(self.items)
-        scores = np.zeros(size, dtype=np.float32)
-        mf = self.factors.scores(user_id, size)
-        if mf is not None:
-            learned = np.isfinite(mf)
-            if learned.any():
-                floor = float(mf[learned].min())
-                mf = np.where(learned, mf, floor)
-            scores += c.mf_blend * mf
-        cooc = self.cooccurrence.candidates(
-            (
-                (row, weight / (1.0 + rank))
-                for rank, (row, weight, _) in enumerate(
-                    self._recent_positive_seeds(user, c.cooc_window)
-                )
-            ),
-            now=now,
-        )
-        if cooc:
-            top = max(cooc.values())
-            if top > 0:
-                rows = np.fromiter(cooc.keys(), dtype=np.int64, count=len(cooc))
-                values = np.fromiter(cooc.values(), dtype=np.float32, count=len(cooc))
-                scores[rows] += c.cooc_blend * values / top
-        taste = self.taste.scores(user, self.items, size, now=now)
-        if user.artist_taste:
-            scores += c.taste_blend * taste
-        popularity = self.popularity_score
-        n = min(size, len(popularity))
-        scores[:n] += c.popularity_blend * popularity[:n]
+        scores = self.factors.scores(user_id, size)
+        if scores is None:
+            return None
         scores[~self.items.active[:size]] = -np.inf
         scores[user.seen_rows()] = -np.inf
-        return scores, cooc, mf, taste
+        return scores
 
-    def _rerank(
+    def _artist_candidates(self, user: UserState) -> list[int]:
+        if not user.artist_keys:
+            return []
+        ranked = sorted(
+            zip(user.artist_values, user.artist_keys, strict=True), key=lambda vk: (-vk[0], vk[1])
+        )
+        out: list[int] = []
+        for value, artist in ranked[:_ARTIST_CANDIDATES]:
+            if value > 0:
+                out.extend(self.items.artist_items[artist][-_ITEMS_PER_ARTIST_CANDIDATE:])
+        return out
+
+    def _score(
         self,
         user_id: str,
         user: UserState,
-        candidates: np.ndarray,
-        blended: np.ndarray,
         now: float,
         device: str | None,
-    ) -> np.ndarray:
-        """Blend P(play-through) from the skip model into candidates' scores."""
-        c = self.config
-        if not c.skip_rerank_weight or not self.skip_model.n_learned or not len(candidates):
-            return blended[candidates]
-        popularity = self.popularity
-        pop = popularity.plays.raw(len(self.items))[candidates] * popularity.plays.scale(now)
-        recent = popularity.recent_plays.raw(len(self.items))[candidates] * (
-            popularity.recent_plays.scale(now)
-        )
-        skips = popularity.skips.raw(len(self.items))[candidates] * popularity.skips.scale(now)
-        cooc = np.zeros(len(candidates))
-        for seed, seed_weight, _ in self._recent_positive_seeds(user, 3):
-            neighbours = self.cooccurrence.pairs.get(seed)
-            if neighbours:
-                for i, row in enumerate(candidates.tolist()):
-                    if row in neighbours:
-                        cooc[i] += self.cooccurrence.strength(seed, row, now=now) * seed_weight
-        user_vector = self.factors.user_vector(user_id)
-        if user_vector is None:
-            mf = np.zeros(len(candidates))
-        else:
-            learned = self.factors.learned
-            rows_ok = candidates < len(learned)
-            mf = np.zeros(len(candidates))
-            ok = candidates[rows_ok]
-            ok_learned = learned[ok]
-            values = self.factors.item_factors[ok] @ user_vector + self.factors.item_bias[ok]
-            values = (
-                values
-                + float(self.factors.river.global_mean.get())
-                + float(self.factors.river.u_biases.get(user_id, 0.0))
-            )
-            mf[rows_ok] = np.where(ok_learned, values, 0.0)
-        taste = np.array(
-            [self.taste.item_affinity(user, self.items, int(r), now=now) for r in candidates]
-        )
-        recent_events = user.recent()
-        common = context_features(now, device)
-        common.update(
-            {
-                "from_list": 1.0,
-                "seen": 0.0,
-                "user_skip_rate": (user.skips + 1.0) / (user.n_events + 2.0),
-                "user_events": math.log1p(user.n_events),
-                "last_weight": recent_events[-1][1] if recent_events else 0.0,
-            }
-        )
-        columns = {
-            "mf": mf,
-            "taste": taste,
-            "popularity": np.log1p(pop),
-            "recent_plays": np.log1p(recent),
-            "item_skip_rate": (skips + 1.0) / (skips + pop + 2.0),
-            "cooc": np.log1p(cooc),
-        }
-        p_skip = self.skip_model.predict_many(common, columns)
-        return blended[candidates] + c.skip_rerank_weight * (1.0 - p_skip)
+        mf_all: np.ndarray | None,
+        pool: int,
+    ) -> _Scored:
+        """Candidates for Top picks with their scores (unsorted).
 
-    def _cold_ranking(self, now: float, device: str | None, exclude: set[int]) -> list[int]:
+        The score is a blend of MF, co-occurrence, taste and popularity
+        (:meth:`_blend`) plus the skip model's P(play-through) weighted by
+        ``skip_rerank_weight``.
+        """
+        c = self.config
+        seeds = positive_seeds(user, c.cooc_window)
+        cooc_rows, cooc_values = self.cooccurrence.candidates(seed_weights(seeds), now=now)
+        sources = [cooc_rows, np.asarray(self.popular_rows[:_POPULAR_CANDIDATES], dtype=np.int64)]
+        if mf_all is not None:
+            sources.append(top_rows(mf_all, pool))
+        artists = self._artist_candidates(user)
+        if artists:
+            sources.append(np.asarray(artists, dtype=np.int64))
+        rows = _unique(np.concatenate(sources))
+        if len(rows):
+            seen = user.seen_rows()
+            if len(seen):
+                position = np.minimum(np.searchsorted(seen, rows), len(seen) - 1)
+                rows = rows[seen[position] != rows]
+            rows = rows[self.items.active[rows]]
+        n = len(rows)
+        cooc = np.zeros(n)
+        if len(cooc_values) and n:
+            order = np.argsort(cooc_rows)
+            sorted_rows = cooc_rows[order]
+            position = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
+            hit = sorted_rows[position] == rows
+            cooc[hit] = cooc_values[order][position[hit]]
+        columns = item_columns(self, user_id, user, rows, now, cooc)
+        score = self._blend(columns)
+        if c.skip_rerank_weight and self.skip_model.n_learned and n:
+            common = user_context(user, now, device, from_list=True)
+            common["seen"] = 0.0
+            common["previous"] = 0.0
+            p_skip = self.skip_model.predict_many(common, columns)
+            score = score + c.skip_rerank_weight * (1.0 - p_skip)
+        return _Scored(rows, score, columns["cooc"], columns["taste"])
+
+    def _blend(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Weighted sum of the ranking features, each brought to a comparable scale."""
+        c = self.config
+        popularity = columns["popularity"]
+        top = float(popularity.max()) if len(popularity) else 0.0
+        cooc = columns["cooc"]
+        cooc_top = float(cooc.max()) if len(cooc) else 0.0
+        return (
+            c.mf_blend * (columns["mf"] + columns["mf_bias"])
+            + c.cooc_blend * (cooc / cooc_top if cooc_top > 0 else cooc)
+            + c.taste_blend * columns["taste"]
+            + c.popularity_blend * (popularity / top if top > 0 else popularity)
+        )
+
+    def _cold_ranking(
+        self, now: float, device: str | None, exclude: Iterable[int], k: int
+    ) -> list[int]:
+        """Context-aware popularity (hour of day, device) for users with no history."""
         size = len(self.items)
         scores = self.popularity.context_vector(size, now=now, device=device)
-        scores = scores.astype(np.float64)
         scores[scores <= 0] = -np.inf
         scores[~self.items.active[:size]] = -np.inf
-        if exclude:
-            scores[list(exclude)] = -np.inf
-        return top_rows(scores, 500).tolist()
-
-    def _top_picks(
-        self, user_id: str, user: UserState, k: int, now: float, device: str | None
-    ) -> tuple[list[tuple[int, float]], dict[int, float], np.ndarray]:
-        c = self.config
-        blended, cooc, _, taste = self._blended_scores(user_id, user, now)
-        pool = top_rows(blended, max(k, c.rerank_pool))
-        final = self._rerank(user_id, user, pool, blended, now, device)
-        order = np.lexsort((pool, -final))
-        return [(int(pool[i]), float(final[i])) for i in order], cooc, taste
+        excluded = list(exclude)
+        if excluded:
+            scores[excluded] = -np.inf
+        return top_rows(scores, k).tolist()
 
     def rank(self, user_id: str, k: int, *, now: float) -> list[str]:
         """Top-``k`` item ids the user has never interacted with, best first.
 
-        A pure query (the Recommender protocol of :mod:`stream.evaluation`).
-        An unknown user gets the most popular items.
+        A pure query (the Recommender protocol of :mod:`stream.evaluation`): the
+        Top picks ranking. An unknown user gets the popular items of the moment.
         """
         user = self.users.get(user_id)
+        ids = self.items.ids
         if user is None or not user.n_seen:
-            return [self.items.ids[row] for row in self._cold_ranking(now, None, set())[:k]]
-        picks, _, _ = self._top_picks(user_id, user, k, now, None)
-        return [self.items.ids[row] for row, _ in picks[:k]]
+            return [ids[row] for row in self._cold_ranking(now, None, (), k)]
+        mf_all = self._mf_scores(user_id, user)
+        scored = self._score(user_id, user, now, None, mf_all, max(k, self.config.rerank_pool))
+        order = np.lexsort((scored.rows, -scored.score))[:k]
+        return [ids[row] for row in scored.rows[order].tolist()]
 
     # ================================================================== rows
     def recommend(
@@ -478,39 +448,47 @@ class Engine:
         now
             Event time the list is generated for (used for decay and context).
         device, country
-            Request context; the device selects context-aware popularity.
-            ``country`` is accepted for the API and not used yet.
+            Request context; the device selects context-aware popularity and
+            feeds the skip model. ``country`` is accepted and not used yet.
 
         Returns
         -------
         RecommendationList
-            Rows in display order; empty rows are left out; no item appears twice.
+            Rows in display order (Top picks, Because you played X, Discover,
+            New releases, Trending); empty rows are left out; no item appears
+            twice; withdrawn and recently skipped items never appear.
         """
         c = self.config
+        if self._refresh_due(now):
+            self.refresh(now=now)
         user = self.users.get(user_id)
         builder = _RowBuilder(self.items, c.row_size, c.max_per_artist)
-        if user is not None:
-            builder.excluded |= self._recently_skipped(user, now)
-            builder.excluded.update(int(r) for r in user.seen_rows())
         rows: list[Row] = []
-        personal = user is not None and user.n_seen > 0
-        if personal:
-            assert user is not None
-            picks, cooc, taste = self._top_picks(user_id, user, c.row_size * 3, now, device)
+        mf_all = None
+        if user is not None and user.n_seen:
+            builder.excluded.update(user.seen)
+            builder.excluded.update(self._recently_skipped(user, now))
+            mf_all = self._mf_scores(user_id, user)
+            scored = self._score(user_id, user, now, device, mf_all, 3 * c.rerank_pool)
+            order = np.lexsort((scored.rows, -scored.score))
             rows.append(
                 builder.row(
                     TOP_PICKS,
                     "Top picks for you",
                     (
-                        (row, score, self._pick_reason(user, row, cooc, taste, now))
-                        for row, score in picks
+                        (
+                            int(scored.rows[i]),
+                            float(scored.score[i]),
+                            self._pick_reason(user, scored, i, now),
+                        )
+                        for i in order.tolist()
                     ),
                 )
             )
             rows.extend(self._because_rows(user, builder, now))
         else:
-            popular = self._cold_ranking(now, device, builder.excluded)
             reason = self._context_reason(now, device)
+            popular = self._cold_ranking(now, device, (), c.row_size * 5)
             rows.append(
                 builder.row(
                     TOP_PICKS,
@@ -518,9 +496,9 @@ class Engine:
                     ((row, 1.0 / (1.0 + i), reason) for i, row in enumerate(popular)),
                 )
             )
-        rows.append(self._discover_row(user_id, user, builder, now))
+        rows.append(self._discover_row(user, builder, now, mf_all))
         rows.append(self._new_releases_row(user, builder, now))
-        rows.append(self._trending_row(user, builder, now))
+        rows.append(self._trending_row(builder, now))
         self.n_lists += 1
         return RecommendationList(
             user_id=user_id,
@@ -532,20 +510,27 @@ class Engine:
             last_event_at=None if user is None else user.last_event_at,
         )
 
+    def _recently_skipped(self, user: UserState, now: float) -> set[int]:
+        window = self.config.skip_exclusion_window
+        return {row for row, weight, at in user.newest_first() if weight < 0 and now - at <= window}
+
     # ------------------------------------------------------------------ reasons
-    def _pick_reason(
-        self, user: UserState, row: int, cooc: dict[int, float], taste: np.ndarray, now: float
-    ) -> str:
-        if row in cooc:
+    def _pick_reason(self, user: UserState, scored: _Scored, i: int, now: float) -> str:
+        """The most specific true reason: a strong co-occurrence, else taste, else MF."""
+        c = self.config
+        row = int(scored.rows[i])
+        cooc_share = float(scored.cooc[i]) / max(float(scored.cooc.max()), 1e-12)
+        taste = float(scored.taste[i])
+        if cooc_share >= 0.5 or (cooc_share > 0 and taste <= 0):
             best_seed = None
             best = 0.0
-            for seed, _, _ in self._recent_positive_seeds(user, self.config.cooc_window):
+            for seed, _, _ in self._positive_seeds(user, c.cooc_window):
                 strength = self.cooccurrence.strength(seed, row, now=now)
                 if strength > best:
                     best, best_seed = strength, seed
             if best_seed is not None:
                 return f"Often played with {self.items.label(best_seed)}"
-        if row < len(taste) and taste[row] > 0:
+        if taste > 0:
             return self._taste_reason(user, row, now)
         return "Listeners with similar taste play this"
 
@@ -555,16 +540,17 @@ class Engine:
             return f"Because you listen to {self.items.artists[artist]}"
         best_genre = None
         best = 0.0
-        for genre in self.items.genres_of[row]:
+        for genre in self.items.genres_of[row].tolist():
             if genre >= 0:
-                value = self.taste.genre_affinity(user, int(genre), now=now)
+                value = self.taste.genre_affinity(user, genre, now=now)
                 if value > best:
-                    best, best_genre = value, int(genre)
+                    best, best_genre = value, genre
         if best_genre is not None:
             return f"Because you like {self.items.genres[best_genre]}"
         return "Matches your taste"
 
-    def _context_reason(self, now: float, device: str | None) -> str:
+    @staticmethod
+    def _context_reason(now: float, device: str | None) -> str:
         when = _HOUR_NAMES[hour_bucket(now, 4)]
         name = normalise_device(device)
         if name == "unknown":
@@ -575,7 +561,7 @@ class Engine:
     def _because_rows(self, user: UserState, builder: _RowBuilder, now: float) -> list[Row]:
         c = self.config
         rows = []
-        for seed, weight, _ in self._recent_positive_seeds(user, c.history_size):
+        for seed, weight, _ in self._positive_seeds(user, c.history_size):
             if len(rows) >= c.because_rows:
                 break
             if weight < c.strong_play_weight:
@@ -593,65 +579,67 @@ class Engine:
                 rows.append(row)
         return rows
 
-    def _discover_candidates(
-        self, user_id: str, user: UserState | None, now: float
-    ) -> dict[str, Iterator[tuple[int, float, str]]]:
-        """Ordered candidate streams per exploration arm: (row, score, reason)."""
-        c = self.config
-        size = len(self.items)
-        sources: dict[str, Iterator[tuple[int, float, str]]] = {}
-        mf = None if user is None else self.factors.scores(user_id, size)
-        if "mf" in c.discover_arms and mf is not None:
-            # Deeper in the MF ranking than Top picks goes, and less popular.
-            score = mf.astype(np.float64) - 0.5 * self._popularity_score(size)
-            sources["mf"] = (
-                (row, float(score[row]), "Listeners like you are discovering this")
-                for row in top_rows(score, c.row_size * 8).tolist()
-            )
-        if "cooc" in c.discover_arms and user is not None:
-            seeds = list(self._recent_positive_seeds(user, c.history_size))[c.cooc_window :]
-            if seeds:
-                found = self.cooccurrence.candidates(((r, w) for r, w, _ in seeds), now=now)
-                ordered = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
-                sources["cooc"] = (
-                    (row, value, "Fans of what you play found this") for row, value in ordered
-                )
-        if "taste" in c.discover_arms and user is not None and user.artist_taste:
-            taste = self.taste.scores(user, self.items, size, now=now).astype(np.float64)
-            taste -= 0.3 * self._popularity_score(size)
-            taste[taste <= 0] = -np.inf
-            sources["taste"] = (
-                (row, float(taste[row]), self._taste_reason(user, row, now))
-                for row in top_rows(taste, c.row_size * 8).tolist()
-            )
-        if "new" in c.discover_arms and self.items.has_catalog:
-            sources["new"] = (
-                (row, score, reason)
-                for row, score, reason in self._new_release_candidates(
-                    user, now, personal_only=False
-                )
-            )
-        if "long-tail" in c.discover_arms and len(self.popular_rows) > _LONG_TAIL_START:
-            tail = self.popular_rows[_LONG_TAIL_START:]
-            if mf is not None:
-                tail = sorted(tail, key=lambda row: -float(mf[row]))
-            sources["long-tail"] = (
-                (row, 1.0 / (1.0 + i), "A hidden gem worth a listen") for i, row in enumerate(tail)
-            )
-        return sources
-
-    def _popularity_score(self, size: int) -> np.ndarray:
+    def _popularity_of(self, size: int) -> np.ndarray:
         out = np.zeros(size, dtype=np.float64)
         n = min(size, len(self.popularity_score))
         out[:n] = self.popularity_score[:n]
         return out
 
+    def _discover_candidates(
+        self, user: UserState | None, now: float, mf_all: np.ndarray | None
+    ) -> dict[str, Iterator[tuple[int, float, str]]]:
+        """Ordered candidate streams per exploration arm: (row, score, reason)."""
+        c = self.config
+        size = len(self.items)
+        arms = c.discover_arms
+        sources: dict[str, Iterator[tuple[int, float, str]]] = {}
+        if "mf" in arms and mf_all is not None:
+            # Good MF matches that are not popular: deeper than Top picks goes.
+            score = mf_all.astype(np.float64) - 0.5 * self._popularity_of(size)
+            sources["mf"] = (
+                (row, float(score[row]), "Listeners like you are discovering this")
+                for row in top_rows(score, c.row_size * 8).tolist()
+            )
+        if "cooc" in arms and user is not None:
+            older = self._positive_seeds(user, c.history_size)[c.cooc_window :]
+            if older:
+                rows, values = self.cooccurrence.candidates(
+                    ((row, weight) for row, weight, _ in older), now=now
+                )
+                order = np.lexsort((rows, -values))
+                sources["cooc"] = (
+                    (row, value, "Fans of what you play found this")
+                    for row, value in zip(rows[order].tolist(), values[order].tolist(), strict=True)
+                )
+        if "taste" in arms and user is not None and user.artist_keys:
+            every = np.arange(size)
+            taste = self.taste.scores(user, self.items, every).astype(np.float64)
+            taste -= 0.3 * self._popularity_of(size)
+            taste[taste <= 0] = -np.inf
+            sources["taste"] = (
+                (row, float(taste[row]), self._taste_reason(user, row, now))
+                for row in top_rows(taste, c.row_size * 8).tolist()
+            )
+        if "new" in arms and self.items.has_catalog:
+            sources["new"] = iter(self._new_release_candidates(user, now, personal_only=False))
+        if "long-tail" in arms and len(self.popular_rows) > _LONG_TAIL_START:
+            tail = self.popular_rows[_LONG_TAIL_START:]
+            if mf_all is not None:
+                tail = sorted(tail, key=lambda row: -float(mf_all[row]))
+            sources["long-tail"] = (
+                (row, 1.0 / (1.0 + i), "A hidden gem worth a listen") for i, row in enumerate(tail)
+            )
+        return sources
+
     def _discover_row(
-        self, user_id: str, user: UserState | None, builder: _RowBuilder, now: float
+        self,
+        user: UserState | None,
+        builder: _RowBuilder,
+        now: float,
+        mf_all: np.ndarray | None,
     ) -> Row:
-        sources = self._discover_candidates(user_id, user, now)
+        sources = self._discover_candidates(user, now, mf_all)
         chosen: list[RecommendedItem] = []
-        arms_used: dict[int, str] = {}
         per_artist: dict[int, int] = {}
         while sources and len(chosen) < self.config.row_size:
             arm = self.explorer.choose(sorted(sources))
@@ -666,11 +654,8 @@ class Engine:
             row, score, reason = picked
             builder.take(row, per_artist)
             chosen.append(RecommendedItem(self.items.ids[row], round(score, 6), reason))
-            arms_used[row] = arm
-        if user is not None:
-            user.discover_arms.update(arms_used)
-            while len(user.discover_arms) > self.config.max_arm_memory:
-                del user.discover_arms[next(iter(user.discover_arms))]
+            if user is not None:
+                _remember_arm(user, row, self.config.discover_arms.index(arm), self.config)
         return Row(DISCOVER, "Discover something new", tuple(chosen))
 
     def _new_release_candidates(
@@ -683,33 +668,37 @@ class Engine:
             recent = np.flatnonzero((released <= now) & (released >= now - window))
         if not len(recent):
             return []
+        has_profile = user is not None and bool(user.artist_keys)
+        affinity = (
+            self.taste.scores(user, self.items, recent)
+            if user is not None and has_profile
+            else np.zeros(len(recent), dtype=np.float32)
+        )
         out = []
-        for row in recent.tolist():
+        for i, row in enumerate(recent.tolist()):
             artist = int(self.items.artist_of[row])
-            affinity = 0.0
             reason = f"New from {self.items.artists[artist]}" if artist >= 0 else "New release"
-            if user is not None and user.artist_taste:
-                artist_affinity = self.taste.artist_affinity(user, artist, now=now)
-                affinity = self.taste.item_affinity(user, self.items, row, now=now)
-                if artist_affinity <= 0 and affinity > 0:
+            value = float(affinity[i])
+            if personal_only and value <= 0:
+                continue
+            if user is not None and has_profile and value > 0:
+                if self.taste.artist_affinity(user, artist, now=now) <= 0:
                     reason = self._taste_reason(user, row, now).replace(
                         "Because you like", "New in"
                     )
-            if personal_only and affinity <= 0:
-                continue
             freshness = 1.0 - (now - float(released[row])) / window
-            out.append((row, affinity + 0.1 * freshness, reason))
+            out.append((row, value + 0.1 * freshness, reason))
         out.sort(key=lambda entry: (-entry[1], entry[0]))
         return out
 
     def _new_releases_row(self, user: UserState | None, builder: _RowBuilder, now: float) -> Row:
         if not self.items.has_catalog:
             return Row(NEW_RELEASES, "New releases for you", ())
-        personal = user is not None and bool(user.artist_taste)
+        personal = user is not None and bool(user.artist_keys)
         candidates = self._new_release_candidates(user, now, personal_only=personal)
         return builder.row(NEW_RELEASES, "New releases for you", candidates)
 
-    def _trending_row(self, user: UserState | None, builder: _RowBuilder, now: float) -> Row:
+    def _trending_row(self, builder: _RowBuilder, now: float) -> Row:
         entries = []
         for row in self.trending_rows:
             plays = self.popularity.recent_play_count(row, now=now)
@@ -718,9 +707,12 @@ class Engine:
 
     # ================================================================== state
     def snapshot(self) -> bytes:
-        """The whole engine as bytes (versioned pickle); see :meth:`restore`."""
-        self._features_for = None
-        return pickle.dumps((SNAPSHOT_VERSION, self), protocol=pickle.HIGHEST_PROTOCOL)
+        """The whole engine as bytes (a versioned pickle); see :meth:`restore`."""
+        memo, self._features_for = self._features_for, None
+        try:
+            return pickle.dumps((SNAPSHOT_VERSION, self), protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            self._features_for = memo
 
     @classmethod
     def restore(cls, data: bytes) -> Engine:
@@ -731,6 +723,41 @@ class Engine:
         if not isinstance(engine, cls):
             raise TypeError(f"snapshot holds a {type(engine).__name__}, not an Engine")
         return engine
+
+
+def _unique(rows: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (cheaper than ``np.unique`` for the small arrays used here)."""
+    if len(rows) < 2:
+        return rows
+    rows = np.sort(rows)
+    keep = np.empty(len(rows), dtype=bool)
+    keep[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=keep[1:])
+    return rows[keep]
+
+
+def _remember_arm(user: UserState, row: int, arm: int, config: EngineConfig) -> None:
+    """Which exploration arm put ``row`` in this user's Discover row (bounded memory)."""
+    if row in user.arm_rows:
+        position = user.arm_rows.index(row)
+        del user.arm_rows[position]
+        del user.arm_ids[position]
+    user.arm_rows.append(row)
+    user.arm_ids.append(arm)
+    if len(user.arm_rows) > config.max_arm_memory:
+        del user.arm_rows[0]
+        del user.arm_ids[0]
+
+
+def _pop_arm(user: UserState, row: int, arms: tuple[str, ...]) -> str | None:
+    """The arm remembered for ``row`` (forgotten once rewarded), or ``None``."""
+    if row not in user.arm_rows:
+        return None
+    position = user.arm_rows.index(row)
+    arm = user.arm_ids[position]
+    del user.arm_rows[position]
+    del user.arm_ids[position]
+    return arms[arm] if 0 <= arm < len(arms) else None
 
 
 class _RowBuilder:
@@ -756,7 +783,7 @@ class _RowBuilder:
         if artist >= 0:
             per_artist[artist] = per_artist.get(artist, 0) + 1
 
-    def row(self, row_id: str, title: str, entries: Iterator[tuple[int, float, str]] | list) -> Row:
+    def row(self, row_id: str, title: str, entries: Iterable[tuple[int, float, str]]) -> Row:
         chosen: list[RecommendedItem] = []
         per_artist: dict[int, int] = {}
         for row, score, reason in entries:

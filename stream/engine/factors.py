@@ -29,6 +29,9 @@ from river import optim, reco
 
 from stream.engine.state import grown
 
+#: Positive events remembered for popularity-proportional negative sampling.
+_RECENT_POSITIVES = 2048
+
 
 class FactorModel:
     """Implicit-feedback biased matrix factorisation over item rows.
@@ -49,6 +52,10 @@ class FactorModel:
         Sample negatives for one positive event in this many.
     seed
         Seeds latent initialisation and negative sampling.
+    negative_sampling
+        ``"popularity"``: negatives drawn from the items of the latest positive
+        events (popularity-proportional, so MF learns taste beyond popularity,
+        which the engine scores separately); ``"uniform"``: from every known item.
     """
 
     def __init__(
@@ -60,6 +67,7 @@ class FactorModel:
         n_negatives: int,
         negative_every: int,
         seed: int,
+        negative_sampling: str = "popularity",
     ) -> None:
         self.n_factors = n_factors
         self.learning_rate = learning_rate
@@ -68,6 +76,12 @@ class FactorModel:
         self.n_negatives = n_negatives
         self.negative_every = negative_every
         self.seed = seed
+        if negative_sampling not in ("popularity", "uniform"):
+            raise ValueError(
+                f"negative_sampling must be 'popularity' or 'uniform', got {negative_sampling!r}"
+            )
+        self.negative_sampling = negative_sampling
+        self.score_bias = True
         self.river = reco.BiasedMF(
             n_factors=n_factors,
             bias_optimizer=optim.SGD(learning_rate),
@@ -83,6 +97,8 @@ class FactorModel:
         self.learned_rows: list[int] = []
         self.rng = np.random.default_rng(seed)
         self.n_positives = 0
+        # Items of the latest positive events: sampling from it is popularity-proportional.
+        self.recent_positives = np.zeros(_RECENT_POSITIVES, dtype=np.int32)
 
     # ------------------------------------------------------------------ learning
     def _sync(self, row: int) -> None:
@@ -107,6 +123,7 @@ class FactorModel:
         self._sync(row)
         if label <= 0 or not may_sample:
             return
+        self.recent_positives[self.n_positives % _RECENT_POSITIVES] = row
         self.n_positives += 1
         if self.n_positives % self.negative_every:
             return
@@ -114,7 +131,11 @@ class FactorModel:
         if n_known < 2:
             return
         for _ in range(self.n_negatives):
-            negative = self.learned_rows[int(self.rng.integers(n_known))]
+            if self.negative_sampling == "popularity":
+                pool = min(self.n_positives, _RECENT_POSITIVES)
+                negative = int(self.recent_positives[int(self.rng.integers(pool))])
+            else:
+                negative = self.learned_rows[int(self.rng.integers(n_known))]
             if negative == row:
                 continue
             self.river.learn_one(user_id, negative, 0.0)
@@ -153,7 +174,9 @@ class FactorModel:
         n = min(size, len(self.learned))
         out = np.full(size, -np.inf, dtype=np.float32)
         if n:
-            raw = self.item_factors[:n] @ vector + self.item_bias[:n]
+            raw = self.item_factors[:n] @ vector
+            if self.score_bias:
+                raw += self.item_bias[:n]
             out[:n] = np.where(self.learned[:n], raw, -np.inf)
         return out
 

@@ -12,7 +12,7 @@ Re-ranking many candidates with ``predict_proba_one`` in a loop would cost
 >>> model = SkipModel(learning_rate=0.1, l2=0.0)
 >>> for i in range(200):
 ...     liked = i % 2 == 0
-...     model.learn({"affinity": 1.0 if liked else -1.0, "bias": 1.0}, skipped=not liked)
+...     model.learn({"affinity": 1.0 if liked else -1.0, "bias": 1.0}, label=not liked)
 >>> model.predict({"affinity": 1.0}) < 0.5 < model.predict({"affinity": -1.0})
 True
 >>> p = model.predict_many({"bias": 1.0}, {"affinity": np.array([1.0, -1.0])})
@@ -28,8 +28,8 @@ import numpy as np
 from river import linear_model, optim, preprocessing
 
 
-class SkipModel:
-    """Online logistic regression on standardised features, predicting a skip.
+class OnlineLogit:
+    """Online logistic regression on standardised features (River scaler + classifier).
 
     Parameters
     ----------
@@ -49,16 +49,16 @@ class SkipModel:
         self.n_learned = 0
 
     def predict(self, features: dict[str, float]) -> float:
-        """P(skip) for one event's features (0.5 before any learning)."""
+        """P(positive class) for one sample's features (0.5 before any learning)."""
         if not self.n_learned:
             return 0.5
         scaled = self.scaler.transform_one(features)
         return float(self.classifier.predict_proba_one(scaled)[True])
 
-    def learn(self, features: dict[str, float], *, skipped: bool) -> None:
+    def learn(self, features: dict[str, float], *, label: bool) -> None:
         """Update the scaler statistics, then the classifier on the scaled features."""
         self.scaler.learn_one(features)
-        self.classifier.learn_one(self.scaler.transform_one(features), skipped)
+        self.classifier.learn_one(self.scaler.transform_one(features), label)
         self.n_learned += 1
 
     def predict_many(self, common: dict[str, float], columns: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,9 +77,13 @@ class SkipModel:
             One probability per candidate, equal to :meth:`predict` on each
             candidate's merged features.
         """
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logit_many(common, columns), -500.0, 500.0)))
+
+    def logit_many(self, common: dict[str, float], columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Log-odds behind :meth:`predict_many` (0 before any learning)."""
         size = len(next(iter(columns.values()))) if columns else 1
         if not self.n_learned:
-            return np.full(size, 0.5)
+            return np.zeros(size)
         weights = self.classifier.weights
         means = self.scaler.means
         variances = self.scaler.vars
@@ -95,4 +99,16 @@ class SkipModel:
             variance = variances.get(name, 0.0)
             if weight and variance:
                 z += (weight / math.sqrt(variance)) * (values - means[name])
-        return 1.0 / (1.0 + np.exp(-z))
+        return z
+
+
+class SkipModel(OnlineLogit):
+    """P(skip | user, item, context): learns from every event, label = it was a skip.
+
+    Parameters
+    ----------
+    learning_rate
+        SGD step of the weights and intercept.
+    l2
+        L2 penalty on the weights.
+    """

@@ -16,7 +16,9 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -146,6 +148,7 @@ class ItemIndex:
         self.duration_ms = np.zeros(0, dtype=np.int32)
         self.artists: list[str] = []
         self.artist_rows: dict[str, int] = {}
+        self.artist_items: list[list[int]] = []
         self.genres: list[str] = []
         self.genre_rows: dict[str, int] = {}
         self.n_catalog = 0
@@ -183,6 +186,7 @@ class ItemIndex:
         if row is None:
             row = self.artist_rows[artist] = len(self.artists)
             self.artists.append(artist)
+            self.artist_items.append([])
         return row
 
     def _genre_row(self, genre: str) -> int:
@@ -200,7 +204,13 @@ class ItemIndex:
         self.catalog[row] = item
         self.active[row] = True
         self.released_at[row] = item.released_at
-        self.artist_of[row] = self._artist_row(item.artist)
+        previous_artist = int(self.artist_of[row])
+        artist = self._artist_row(item.artist)
+        if previous_artist != artist:
+            if previous_artist >= 0:
+                self.artist_items[previous_artist].remove(row)
+            self.artist_items[artist].append(row)
+        self.artist_of[row] = artist
         self.genres_of[row] = -1
         for slot, genre in enumerate(item.genres[:MAX_ITEM_GENRES]):
             self.genres_of[row, slot] = self._genre_row(genre)
@@ -237,89 +247,126 @@ class ItemIndex:
         return self.n_catalog > 0
 
 
-@dataclass(slots=True)
 class UserState:
-    """What the engine remembers about one user, bounded in size.
+    """What the engine remembers about one user, compact and bounded.
 
-    ``seen`` holds every item the user ever interacted with (needed to recommend
-    only new items); the other histories are ring buffers of the last
-    ``capacity`` events.
+    ``seen`` holds every item the user ever interacted with, as a sorted
+    ``array('i')`` of rows (4 bytes each: needed to recommend only new items).
+    The last ``capacity`` events are kept in a ring buffer; taste affinities and
+    the Discover attribution memory are small capped arrays. Plain ``array``
+    objects keep this a few hundred bytes per user, pickle compactly and are
+    fast to read from Python.
 
     Examples
     --------
-    >>> user = UserState.empty(capacity=2)
-    >>> for row, weight, at in [(5, 1.0, 1.0), (6, -1.0, 2.0), (7, 0.9, 3.0)]:
+    >>> user = UserState(capacity=2)
+    >>> for row, weight, at in [(5, 1.0, 1.0), (6, -1.0, 2.0), (7, 0.5, 3.0)]:
     ...     user.remember(row, weight, at)
-    >>> user.has_seen(5), user.has_seen(8), user.recent()
-    (True, False, [(6, -1.0, 2.0), (7, 0.9, 3.0)])
+    >>> user.has_seen(5), user.has_seen(8), user.seen_rows().tolist()
+    (True, False, [5, 6, 7])
+    >>> list(user.newest_first())
+    [(7, 0.5, 3.0), (6, -1.0, 2.0)]
+    >>> user.last_weight_of(6), user.last_weight_of(5)
+    (-1.0, None)
     """
 
-    seen: np.ndarray
-    n_seen: int
-    recent_rows: np.ndarray
-    recent_weights: np.ndarray
-    recent_times: np.ndarray
-    n_recent: int
-    plays: int = 0
-    skips: int = 0
-    replays: int = 0
-    last_event_id: str | None = None
-    last_event_at: float | None = None
-    taste_origin: float | None = None
-    genre_taste: dict[int, float] = field(default_factory=dict)
-    artist_taste: dict[int, float] = field(default_factory=dict)
-    discover_arms: dict[int, str] = field(default_factory=dict)
+    __slots__ = (
+        "seen",
+        "recent_rows",
+        "recent_weights",
+        "recent_times",
+        "n_recent",
+        "plays",
+        "skips",
+        "replays",
+        "last_event_id",
+        "last_event_at",
+        "taste_origin",
+        "genre_keys",
+        "genre_values",
+        "artist_keys",
+        "artist_values",
+        "arm_rows",
+        "arm_ids",
+    )
 
-    @classmethod
-    def empty(cls, capacity: int) -> UserState:
-        return cls(
-            seen=np.zeros(8, dtype=np.int32),
-            n_seen=0,
-            recent_rows=np.full(capacity, -1, dtype=np.int32),
-            recent_weights=np.zeros(capacity, dtype=np.float32),
-            recent_times=np.zeros(capacity, dtype=np.float64),
-            n_recent=0,
-        )
+    def __init__(self, capacity: int) -> None:
+        self.seen = array("i")
+        self.recent_rows = array("i", [-1]) * capacity
+        self.recent_weights = array("f", [0.0]) * capacity
+        self.recent_times = array("d", [0.0]) * capacity
+        self.n_recent = 0
+        self.plays = 0
+        self.skips = 0
+        self.replays = 0
+        self.last_event_id: str | None = None
+        self.last_event_at: float | None = None
+        self.taste_origin: float | None = None
+        self.genre_keys = array("i")
+        self.genre_values = array("f")
+        self.artist_keys = array("i")
+        self.artist_values = array("f")
+        self.arm_rows = array("i")
+        self.arm_ids = array("b")
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     @property
     def n_events(self) -> int:
         return self.plays + self.skips + self.replays
 
+    @property
+    def n_seen(self) -> int:
+        return len(self.seen)
+
     def has_seen(self, row: int) -> bool:
-        return bool((self.seen[: self.n_seen] == row).any())
+        seen = self.seen
+        position = bisect_left(seen, row)
+        return position < len(seen) and seen[position] == row
 
     def seen_rows(self) -> np.ndarray:
-        return self.seen[: self.n_seen]
+        """Rows of every item the user interacted with (a new, sorted int32 array)."""
+        return np.frombuffer(self.seen, dtype=np.int32).copy()
 
     def remember(self, row: int, weight: float, at: float) -> None:
         """Record one event in the seen set and the recent ring buffer."""
-        if not self.has_seen(row):
-            if self.n_seen >= len(self.seen):
-                self.seen = grown(self.seen, self.n_seen + 1)
-            self.seen[self.n_seen] = row
-            self.n_seen += 1
+        seen = self.seen
+        position = bisect_left(seen, row)
+        if position == len(seen) or seen[position] != row:
+            seen.insert(position, row)
         slot = self.n_recent % len(self.recent_rows)
         self.recent_rows[slot] = row
         self.recent_weights[slot] = weight
         self.recent_times[slot] = at
         self.n_recent += 1
 
-    def recent(self) -> list[tuple[int, float, float]]:
-        """``(row, weight, time)`` of the kept recent events, oldest first."""
+    def newest_first(self) -> Iterator[tuple[int, float, float]]:
+        """``(row, weight, time)`` of the kept recent events, newest first."""
         capacity = len(self.recent_rows)
-        count = min(self.n_recent, capacity)
-        start = self.n_recent - count
-        out = []
-        for position in range(start, self.n_recent):
+        rows, weights, times = self.recent_rows, self.recent_weights, self.recent_times
+        for position in range(self.n_recent - 1, max(self.n_recent - capacity, 0) - 1, -1):
             slot = position % capacity
-            out.append(
-                (
-                    int(self.recent_rows[slot]),
-                    float(self.recent_weights[slot]),
-                    float(self.recent_times[slot]),
-                )
-            )
-        return out
+            yield rows[slot], weights[slot], times[slot]
+
+    def last_weight(self) -> float:
+        """Signal weight of the user's latest event (0 with no events)."""
+        if not self.n_recent:
+            return 0.0
+        return self.recent_weights[(self.n_recent - 1) % len(self.recent_rows)]
+
+    def last_weight_of(self, row: int) -> float | None:
+        """Signal of the user's latest kept event on ``row``, ``None`` if not in the ring."""
+        if row not in self.recent_rows:
+            return None
+        for other, weight, _ in self.newest_first():
+            if other == row:
+                return weight
+        return None
 
 
 def decay_factor(elapsed: float, half_life: float) -> float:

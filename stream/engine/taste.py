@@ -5,29 +5,49 @@ the user's affinity for the item's artist and genres. Affinities halve every
 ``half_life`` seconds and only the strongest ``max_genres`` / ``max_artists`` are
 kept, so the profile stays small. Without a catalog the profile stays empty.
 
+>>> import numpy as np
 >>> from stream.engine.state import ItemIndex, UserState
 >>> from stream.models import CatalogItem
 >>> items = ItemIndex()
 >>> calm = items.upsert(CatalogItem("a", "Calm", "Aurora Fields", ("ambient",), 1, 0.0))
 >>> loud = items.upsert(CatalogItem("b", "Loud", "Iron Vale", ("metal",), 1, 0.0))
 >>> taste = TasteProfile(half_life=10.0, max_genres=4, max_artists=4)
->>> user = UserState.empty(capacity=4)
+>>> user = UserState(capacity=4)
 >>> taste.learn(user, items, calm, 1.0, at=0.0)
 >>> taste.learn(user, items, loud, -1.0, at=0.0)
 >>> taste.top_genres(user, items, 2, now=10.0)
 [('ambient', 0.5), ('metal', -0.5)]
->>> scores = taste.scores(user, items, len(items), now=10.0)
+>>> scores = taste.scores(user, items, np.arange(len(items)))
 >>> bool(scores[calm] > 0 > scores[loud])
 True
 """
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
-from stream.engine.state import MAX_ITEM_GENRES, ItemIndex, UserState
+from stream.engine.state import ItemIndex, UserState
 
 _MAX_EXPONENT = 40.0
+
+
+def _bump(keys: array, values: array, key: int, amount: float, cap: int) -> None:
+    """Add ``amount`` to ``key``'s value; over ``cap`` entries, drop the weakest."""
+    if key in keys:
+        values[keys.index(key)] += amount
+        return
+    keys.append(key)
+    values.append(amount)
+    if len(keys) > cap:
+        weakest = min(range(len(values)), key=lambda i: abs(values[i]))
+        del keys[weakest]
+        del values[weakest]
+
+
+def _lookup(keys: array, values: array, key: int) -> float:
+    return values[keys.index(key)] if key in keys else 0.0
 
 
 class TasteProfile:
@@ -52,9 +72,9 @@ class TasteProfile:
         exponent = (at - user.taste_origin) / self.half_life
         if exponent > _MAX_EXPONENT:
             shrink = 2.0 ** (-exponent)
-            for table in (user.genre_taste, user.artist_taste):
-                for key in table:
-                    table[key] *= shrink
+            for values in (user.genre_values, user.artist_values):
+                for i in range(len(values)):
+                    values[i] *= shrink
             user.taste_origin = at
             exponent = 0.0
         return float(2.0**exponent)
@@ -64,13 +84,6 @@ class TasteProfile:
             return 0.0
         return float(2.0 ** (-(now - user.taste_origin) / self.half_life))
 
-    @staticmethod
-    def _bump(table: dict[int, float], key: int, amount: float, cap: int) -> None:
-        table[key] = table.get(key, 0.0) + amount
-        if len(table) > cap:
-            weakest = min(table, key=lambda k: abs(table[k]))
-            del table[weakest]
-
     def learn(
         self, user: UserState, items: ItemIndex, row: int, weight: float, *, at: float
     ) -> None:
@@ -79,55 +92,84 @@ class TasteProfile:
         if artist < 0:
             return
         amount = weight * self._factor(user, at)
-        self._bump(user.artist_taste, artist, amount, self.max_artists)
-        for genre in items.genres_of[row]:
+        _bump(user.artist_keys, user.artist_values, artist, amount, self.max_artists)
+        for genre in items.genres_of[row].tolist():
             if genre >= 0:
-                self._bump(user.genre_taste, int(genre), amount, self.max_genres)
+                _bump(user.genre_keys, user.genre_values, genre, amount, self.max_genres)
 
-    def _total(self, user: UserState) -> float:
-        positive = sum(v for v in user.artist_taste.values() if v > 0)
+    @staticmethod
+    def has_profile(user: UserState) -> bool:
+        return len(user.artist_keys) > 0
+
+    @staticmethod
+    def _total(user: UserState) -> float:
+        positive = sum(v for v in user.artist_values if v > 0)
         return max(positive, 1e-12)
 
     def genre_affinity(self, user: UserState, genre_row: int, *, now: float) -> float:
-        return user.genre_taste.get(genre_row, 0.0) * self._scale(user, now)
+        """Decayed affinity of the user to one genre (0 if none kept)."""
+        return _lookup(user.genre_keys, user.genre_values, genre_row) * self._scale(user, now)
 
     def artist_affinity(self, user: UserState, artist_row: int, *, now: float) -> float:
-        return user.artist_taste.get(artist_row, 0.0) * self._scale(user, now)
+        """Decayed affinity of the user to one artist (0 if none kept)."""
+        return _lookup(user.artist_keys, user.artist_values, artist_row) * self._scale(user, now)
 
-    def item_affinity(self, user: UserState, items: ItemIndex, row: int, *, now: float) -> float:
-        """Affinity to one item: artist plus mean genre affinity, relative to the profile's mass."""
+    def item_affinity(self, user: UserState, items: ItemIndex, row: int) -> float:
+        """Affinity to one item: artist plus mean genre affinity, relative to the profile's mass.
+
+        Relative values need no decay factor: it cancels out.
+        """
         artist = int(items.artist_of[row])
-        if artist < 0 or not user.artist_taste:
+        if artist < 0 or not user.artist_keys:
             return 0.0
         genre_sum = 0.0
         n_genres = 0
-        for genre in items.genres_of[row]:
+        for genre in items.genres_of[row].tolist():
             if genre >= 0:
-                genre_sum += user.genre_taste.get(int(genre), 0.0)
+                genre_sum += _lookup(user.genre_keys, user.genre_values, genre)
                 n_genres += 1
-        raw = user.artist_taste.get(artist, 0.0) + genre_sum / max(n_genres, 1)
+        raw = _lookup(user.artist_keys, user.artist_values, artist) + genre_sum / max(n_genres, 1)
         return raw / self._total(user)
 
-    def scores(self, user: UserState, items: ItemIndex, size: int, *, now: float) -> np.ndarray:
-        """:meth:`item_affinity` for rows ``0 .. size-1`` at once (zeros without a profile)."""
-        out = np.zeros(size, dtype=np.float32)
-        if not user.artist_taste:
+    def relative_artist_affinity(self, user: UserState, artist_row: int) -> float:
+        """Artist affinity relative to the profile's positive mass (0 for unknown artists)."""
+        if artist_row < 0 or not user.artist_keys:
+            return 0.0
+        return _lookup(user.artist_keys, user.artist_values, artist_row) / self._total(user)
+
+    def relative_artist_scores(
+        self, user: UserState, items: ItemIndex, rows: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`relative_artist_affinity` of many items' artists (float64)."""
+        out = np.zeros(len(rows))
+        if not user.artist_keys:
+            return out
+        values = np.zeros(len(items.artists) + 1)
+        values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
+            user.artist_values, dtype=np.float32
+        ) / self._total(user)
+        return values[items.artist_of[rows]]
+
+    def scores(self, user: UserState, items: ItemIndex, rows: np.ndarray) -> np.ndarray:
+        """:meth:`item_affinity` for many rows at once (zeros without a profile)."""
+        out = np.zeros(len(rows), dtype=np.float32)
+        if not user.artist_keys:
             return out
         total = self._total(user)
         # One extra slot at the end absorbs the -1 "no artist / no genre" index.
         artist_values = np.zeros(len(items.artists) + 1, dtype=np.float32)
-        for key, value in user.artist_taste.items():
-            artist_values[key] = value / total
+        artist_values[np.frombuffer(user.artist_keys, dtype=np.int32)] = (
+            np.frombuffer(user.artist_values, dtype=np.float32) / total
+        )
         genre_values = np.zeros(len(items.genres) + 1, dtype=np.float32)
-        for key, value in user.genre_taste.items():
-            genre_values[key] = value / total
-        artists = items.artist_of[:size]
-        genres = items.genres_of[:size]
+        if user.genre_keys:
+            genre_values[np.frombuffer(user.genre_keys, dtype=np.int32)] = (
+                np.frombuffer(user.genre_values, dtype=np.float32) / total
+            )
+        genres = items.genres_of[rows]
         n_genres = np.maximum((genres >= 0).sum(axis=1), 1)
-        genre_sum = np.zeros(size, dtype=np.float32)
-        for slot in range(MAX_ITEM_GENRES):
-            genre_sum += genre_values[genres[:, slot]]
-        out[:] = artist_values[artists] + genre_sum / n_genres
+        genre_sum = genre_values[genres].sum(axis=1)
+        out[:] = artist_values[items.artist_of[rows]] + genre_sum / n_genres
         return out
 
     def top_genres(
@@ -135,13 +177,17 @@ class TasteProfile:
     ) -> list[tuple[str, float]]:
         """The user's ``k`` strongest genre affinities as ``(genre, decayed affinity)``."""
         scale = self._scale(user, now)
-        ranked = sorted(user.genre_taste.items(), key=lambda kv: -kv[1])[:k]
-        return [(items.genres[key], value * scale) for key, value in ranked]
+        ranked = sorted(
+            zip(user.genre_keys, user.genre_values, strict=True), key=lambda kv: (-kv[1], kv[0])
+        )
+        return [(items.genres[key], value * scale) for key, value in ranked[:k]]
 
     def top_artists(
         self, user: UserState, items: ItemIndex, k: int, *, now: float
     ) -> list[tuple[str, float]]:
         """The user's ``k`` strongest artist affinities as ``(artist, decayed affinity)``."""
         scale = self._scale(user, now)
-        ranked = sorted(user.artist_taste.items(), key=lambda kv: -kv[1])[:k]
-        return [(items.artists[key], value * scale) for key, value in ranked]
+        ranked = sorted(
+            zip(user.artist_keys, user.artist_values, strict=True), key=lambda kv: (-kv[1], kv[0])
+        )
+        return [(items.artists[key], value * scale) for key, value in ranked[:k]]

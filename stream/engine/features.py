@@ -1,0 +1,174 @@
+"""Features of a (user, item) pair, shared by ranking and the skip model.
+
+Two implementations of the same definitions: :func:`item_features` for one item
+(per event, on the hot path of ``learn`` / ``predict_skip``) and
+:func:`item_columns` for many candidates at once (numpy, for ranking). Tests
+check that they agree, so what a model learns from is what it is served.
+
+Item features
+    ``mf`` (user·item latent dot product), ``mf_bias`` (item bias),
+    ``taste`` (artist + genre affinity relative to the profile), ``artist``
+    (artist affinity alone), ``popularity`` and ``trending`` (log decayed plays,
+    long and short half-life), ``item_skip_rate``, ``cooc`` (log co-occurrence
+    with the user's latest plays) and ``freshness`` (decays with release age).
+
+>>> ITEM_FEATURES[:3]
+('mf', 'mf_bias', 'taste')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+from stream.engine.signals import context_features
+from stream.engine.state import UserState
+
+if TYPE_CHECKING:
+    from stream.engine.engine import Engine
+
+ITEM_FEATURES: Final = (
+    "mf",
+    "mf_bias",
+    "taste",
+    "artist",
+    "popularity",
+    "trending",
+    "item_skip_rate",
+    "cooc",
+    "freshness",
+)
+
+
+def seed_weights(seeds: Iterable[tuple[int, float, float]]) -> list[tuple[int, float]]:
+    """Co-occurrence seeds weighted by signal and recency rank (newest counts most).
+
+    >>> seed_weights([(7, 1.0, 0.0), (3, 0.5, 0.0)])
+    [(7, 1.0), (3, 0.25)]
+    """
+    return [(row, weight / (1.0 + rank)) for rank, (row, weight, _) in enumerate(seeds)]
+
+
+def positive_seeds(user: UserState, limit: int) -> list[tuple[int, float, float]]:
+    """The user's latest distinct positive events, newest first, as ``(row, weight, time)``.
+
+    >>> user = UserState(capacity=4)
+    >>> for row, weight in [(1, 1.0), (2, -1.0), (1, 0.5), (3, 0.8)]:
+    ...     user.remember(row, weight, 0.0)
+    >>> [row for row, _, _ in positive_seeds(user, 5)]
+    [3, 1]
+    """
+    found: list[tuple[int, float, float]] = []
+    rows: set[int] = set()
+    for row, weight, at in user.newest_first():
+        if weight > 0 and row not in rows:
+            rows.add(row)
+            found.append((row, weight, at))
+            if len(found) >= limit:
+                break
+    return found
+
+
+def user_context(
+    user: UserState, now: float, device: str | None, *, from_list: bool
+) -> dict[str, float]:
+    """Features that are the same for every item in one request or event.
+
+    >>> sorted(user_context(UserState(capacity=2), 0.0, "tv", from_list=True))
+    ['device=tv', 'from_list', 'hour_cos', 'hour_sin', 'last_weight', 'user_skip_rate', 'weekend']
+    """
+    features = context_features(now, device)
+    features["user_skip_rate"] = (user.skips + 1.0) / (user.n_events + 2.0)
+    features["last_weight"] = user.last_weight()
+    features["from_list"] = 1.0 if from_list else 0.0
+    return features
+
+
+def item_features(
+    engine: Engine, user_id: str, user: UserState, row: int, now: float
+) -> dict[str, float]:
+    """:data:`ITEM_FEATURES` of one item for one user at ``now`` (scalar path)."""
+    items = engine.items
+    popularity = engine.popularity
+    factors = engine.factors
+    taste = engine.taste
+    cooc = 0.0
+    seeds = positive_seeds(user, engine.config.cooc_window)
+    for seed, weight in seed_weights(seeds):
+        cooc += engine.cooccurrence.strength(seed, row, now=now) * weight
+    mf = 0.0
+    mf_bias = 0.0
+    vector = factors.river.u_latents.get(user_id)
+    if row < len(factors.learned) and factors.learned[row]:
+        mf_bias = float(factors.item_bias[row])
+        if vector is not None:
+            mf = float(factors.item_factors[row] @ vector.astype(np.float32))
+    plays = popularity.play_count(row, now=now)
+    skips = popularity.skips.value(row, now=now)
+    released = float(items.released_at[row])
+    age = now - released
+    freshness = math.exp(-age / engine.config.new_release_window) if age >= 0 else 0.0
+    return {
+        "mf": mf,
+        "mf_bias": mf_bias,
+        "taste": taste.item_affinity(user, items, row),
+        "artist": taste.relative_artist_affinity(user, int(items.artist_of[row])),
+        "popularity": math.log1p(plays),
+        "trending": math.log1p(popularity.recent_play_count(row, now=now)),
+        "item_skip_rate": (skips + 1.0) / (skips + plays + 2.0),
+        "cooc": math.log1p(cooc),
+        "freshness": freshness,
+    }
+
+
+def item_columns(
+    engine: Engine,
+    user_id: str,
+    user: UserState,
+    rows: np.ndarray,
+    now: float,
+    cooc: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """:data:`ITEM_FEATURES` of many items at once (vectorised path).
+
+    ``cooc`` is the raw co-occurrence sum of each row with the user's seeds, as
+    returned by :meth:`Cooccurrence.candidates` for :func:`seed_weights`.
+    """
+    items = engine.items
+    popularity = engine.popularity
+    factors = engine.factors
+    size = len(items)
+    plays = popularity.plays.raw(size)[rows] * popularity.plays.scale(now)
+    recent = popularity.recent_plays.raw(size)[rows] * popularity.recent_plays.scale(now)
+    skips = popularity.skips.raw(size)[rows] * popularity.skips.scale(now)
+    n = len(rows)
+    mf = np.zeros(n)
+    mf_bias = np.zeros(n)
+    in_range = rows < len(factors.learned)
+    known = np.zeros(n, dtype=bool)
+    known[in_range] = factors.learned[rows[in_range]]
+    if known.any():
+        learned_rows = rows[known]
+        mf_bias[known] = factors.item_bias[learned_rows]
+        vector = factors.river.u_latents.get(user_id)
+        if vector is not None:
+            mf[known] = factors.item_factors[learned_rows] @ vector.astype(np.float32)
+    age = now - items.released_at[rows]
+    with np.errstate(invalid="ignore"):
+        fresh = age >= 0
+    freshness = np.zeros(n)
+    freshness[fresh] = np.exp(-age[fresh] / engine.config.new_release_window)
+    return {
+        "mf": mf,
+        "mf_bias": mf_bias,
+        "taste": engine.taste.scores(user, items, rows).astype(np.float64),
+        "artist": engine.taste.relative_artist_scores(user, items, rows),
+        "popularity": np.log1p(plays),
+        "trending": np.log1p(recent),
+        "item_skip_rate": (skips + 1.0) / (skips + plays + 2.0),
+        "cooc": np.log1p(cooc),
+        "freshness": freshness,
+    }
