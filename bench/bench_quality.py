@@ -44,6 +44,7 @@ from stream.evaluation import (  # noqa: E402
     MODEL_NAMES,
     EvaluationReport,
     Recommender,
+    available_models,
     evaluate,
     format_report,
     make_model,
@@ -98,8 +99,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         default=None,
-        help=f"comma-separated, from {', '.join((*MODEL_NAMES, ORACLE))} "
-        "(default: all of them; oracle only on the simulator)",
+        help=f"comma-separated, from {', '.join((*MODEL_NAMES, ORACLE))} or an engine "
+        f"ablation ({', '.join(available_models()[len(MODEL_NAMES) :]) or 'none'}); "
+        "default: the first five (oracle only on the simulator)",
     )
     parser.add_argument(
         "--log", type=Path, default=None, help="an outside log (.csv or .jsonl) instead"
@@ -119,7 +121,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     names = args.models.split(",") if args.models else [*MODEL_NAMES]
     if args.models is None and args.log is None:
         names.append(ORACLE)
-    unknown = [name for name in names if name not in (*MODEL_NAMES, ORACLE)]
+    unknown = [name for name in names if name not in (*available_models(), ORACLE)]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}")
     if ORACLE in names and args.log is not None:

@@ -44,6 +44,7 @@ from stream.models import CatalogItem, EventType, Interaction
 __all__ = [
     "MODEL_NAMES",
     "RECENT_POPULARITY_HALF_LIFE",
+    "available_models",
     "EvaluationReport",
     "Recommender",
     "evaluate",
@@ -386,6 +387,23 @@ MODEL_NAMES: Final = ("engine", "popularity", "recent-popularity", "river-mf")
 RECENT_POPULARITY_HALF_LIFE: Final = 86_400.0
 
 
+def available_models() -> list[str]:
+    """:data:`MODEL_NAMES`, then the engine's ablations from ``stream.engine.registry``.
+
+    >>> available_models()[:4]
+    ['engine', 'popularity', 'recent-popularity', 'river-mf']
+    """
+    return [*MODEL_NAMES, *sorted(set(_engine_registry()) - set(MODEL_NAMES))]
+
+
+def _engine_registry() -> dict[str, Callable[[int], Any]]:
+    try:
+        from stream.engine.registry import MODEL_FACTORIES
+    except ImportError:  # the engine is optional for the baselines
+        return {}
+    return dict(MODEL_FACTORIES)
+
+
 def make_model(name: str, seed: int = 0) -> Recommender:
     """Build a fresh model by registry name.
 
@@ -394,7 +412,9 @@ def make_model(name: str, seed: int = 0) -> Recommender:
     name
         One of :data:`MODEL_NAMES`: ``"engine"`` (``stream.engine.Engine``),
         ``"popularity"`` (all-time counts), ``"recent-popularity"`` (counts with a
-        one-day half-life) or ``"river-mf"`` (:mod:`stream.engine.baselines`).
+        one-day half-life) or ``"river-mf"`` (:mod:`stream.engine.baselines`); or
+        any other name of ``stream.engine.registry.MODEL_FACTORIES`` (the engine's
+        sources alone, for ablations), see :func:`available_models`.
     seed
         Random seed of the model.
 
@@ -407,7 +427,7 @@ def make_model(name: str, seed: int = 0) -> Recommender:
     >>> make_model("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown model 'nope'; choose from engine, popularity, recent-popularity, river-mf
+    ValueError: unknown model 'nope'; choose from engine, popularity, recent-popularity, river-mf...
     """
     if name == "engine":
         from stream.engine import Engine, EngineConfig  # imported late: a heavy, separate module
@@ -426,7 +446,11 @@ def make_model(name: str, seed: int = 0) -> Recommender:
         from stream.engine.baselines import RiverMFRecommender
 
         return RiverMFRecommender(seed=seed)
-    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    factory = _engine_registry().get(name)
+    if factory is not None:
+        model: Recommender = factory(seed)
+        return model
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(available_models())}")
 
 
 # --------------------------------------------------------------------------- reporting

@@ -18,6 +18,7 @@ from stream.evaluation import (
     MODEL_NAMES,
     RECENT_POPULARITY_HALF_LIFE,
     EvaluationReport,
+    available_models,
     evaluate,
     format_report,
     make_model,
@@ -267,6 +268,17 @@ def test_make_model_builds_fresh_baselines():
     assert set(MODEL_NAMES) == {"engine", "popularity", "recent-popularity", "river-mf"}
     with pytest.raises(ValueError, match="unknown model"):
         make_model("random")
+
+
+def test_make_model_reaches_the_engine_ablations():
+    from stream.engine.registry import MODEL_FACTORIES
+
+    extra = available_models()[len(MODEL_NAMES) :]
+    assert extra and set(extra) <= set(MODEL_FACTORIES)
+    model = make_model(extra[0], seed=5)
+    assert type(model) is type(MODEL_FACTORIES[extra[0]](5))
+    log = make_log([("u1", "a", PLAY), ("u2", "b", PLAY), ("u1", "b", PLAY)])
+    assert evaluate(log, model).eligible == 1
 
 
 def _report(model: str, recall: float, auc: float | None = None) -> EvaluationReport:
