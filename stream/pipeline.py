@@ -65,6 +65,9 @@ class Pipeline:
         self._dirty: dict[str, None] = {}
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        self.catalog_items = 0
+        self.lists_published = 0
+        self.last_event_processed_at: float | None = None
 
     def ingest_event(
         self, raw: bytes | None, *, key: bytes | None, event_type: EventType
@@ -81,6 +84,7 @@ class Pipeline:
             return failure
         self.accepted[outcome.type.value] += 1
         self._dirty[outcome.user_id] = None
+        self.last_event_processed_at = self.clock()
         return outcome
 
     def ingest_catalog(
@@ -96,7 +100,10 @@ class Pipeline:
             self.rejected[outcome.reason] += 1
             return outcome
         failure = self._apply(self.engine.upsert_item, outcome)
-        return outcome if failure is None else failure
+        if failure is not None:
+            return failure
+        self.catalog_items += 1
+        return outcome
 
     def _apply(self, update: Callable[[Any], None], value: Any) -> Rejection | None:
         """Run an engine update; an exception becomes a dead letter instead of a crashed agent.
@@ -120,4 +127,23 @@ class Pipeline:
         return users
 
     def recommend(self, user_id: str) -> RecommendationList:
-        return self.engine.recommend(user_id, now=self.clock())
+        recommendations = self.engine.recommend(user_id, now=self.clock())
+        self.lists_published += 1
+        return recommendations
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health checks and benchmarks (JSON-ready).
+
+        >>> from stream.engine import Engine, EngineConfig
+        >>> Pipeline(Engine(EngineConfig())).stats()["events_accepted"]
+        0
+        """
+        return {
+            "events_accepted": sum(self.accepted.values()),
+            "events_by_type": dict(self.accepted),
+            "rejected_by_reason": dict(self.rejected),
+            "catalog_messages_applied": self.catalog_items,
+            "lists_published": self.lists_published,
+            "users_waiting_for_a_list": len(self._dirty),
+            "last_event_processed_at": self.last_event_processed_at,
+        }

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import base64
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 
@@ -129,6 +130,13 @@ async def test_plain_producer_events_become_lists_and_bad_ones_dead_letters(work
     assert by_reason["schema_violation"]["field"] == "data.ms_played"
     for letter in dead_letters:
         assert validate_document("dead-letter", letter) is None
+
+    port = worker.env["ENCORE_WEB_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as response:
+        stats = orjson.loads(response.read())
+    assert stats["events_accepted"] == len(valid)
+    assert stats["rejected_by_reason"] == {"invalid_json": 1, "schema_violation": 1}
+    assert stats["lists_published"] >= len(USERS)
 
 
 def test_tail_shows_a_users_list_in_readable_form(worker):
