@@ -73,7 +73,9 @@ def test_a_valid_event_decodes_to_an_interaction_with_utc_epoch_time():
 
 def test_wire_round_trip_keeps_every_field():
     event = decode_interaction(orjson.dumps(_event()), expected_type=EventType.PLAY, key=b"u1")
-    again = decode_interaction(contracts.encode_interaction(event), expected_type=EventType.PLAY, key=b"u1")
+    again = decode_interaction(
+        contracts.encode_interaction(event), expected_type=EventType.PLAY, key=b"u1"
+    )
     assert again == event
 
 
@@ -86,7 +88,12 @@ def test_wire_round_trip_keeps_every_field():
         (None, b"u1", "empty", None),
         (b"x" * (contracts.DEFAULT_MAX_EVENT_BYTES + 1), b"u1", "oversized", None),
         (orjson.dumps(_event(ms_played=-5)), b"u1", "schema_violation", "data.ms_played"),
-        (orjson.dumps(_event(occurred_at="2026-11-22T18:00:00")), b"u1", "schema_violation", "data.occurred_at"),
+        (
+            orjson.dumps(_event(occurred_at="2026-11-22T18:00:00")),
+            b"u1",
+            "schema_violation",
+            "data.occurred_at",
+        ),
         (orjson.dumps(_event(item_id=None)), b"u1", "schema_violation", "data"),
         (orjson.dumps(_event(surprise=1)), b"u1", "schema_violation", "data"),
         (orjson.dumps(_event(type="skip")), b"u1", "type_mismatch", "data.type"),
@@ -116,7 +123,12 @@ def test_dead_letter_carries_original_bytes_and_validates():
     doc = json.loads(letter)
     assert contracts.validate_document(contracts.DEAD_LETTER_SCHEMA, doc) is None
     assert base64.b64decode(doc["value_base64"]) == raw
-    assert (doc["reason"], doc["topic"], doc["partition"], doc["offset"]) == ("invalid_json", "plays", 3, 17)
+    assert (doc["reason"], doc["topic"], doc["partition"], doc["offset"]) == (
+        "invalid_json",
+        "plays",
+        3,
+        17,
+    )
 
 
 def test_recommendation_list_round_trips_through_its_schema():
@@ -124,7 +136,13 @@ def test_recommendation_list_round_trips_through_its_schema():
         user_id="u1",
         list_id="abc",
         generated_at=1_700_000_000.5,
-        rows=(Row("top-picks", "Top picks for you", (RecommendedItem("i9", 0.75, "Because you like jazz"),)),),
+        rows=(
+            Row(
+                "top-picks",
+                "Top picks for you",
+                (RecommendedItem("i9", 0.75, "Because you like jazz"),),
+            ),
+        ),
         based_on_events=3,
         last_event_id="e3",
         last_event_at=1_699_999_999.0,
