@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -194,10 +195,16 @@ def _with_timestamp(event: Any, timestamp: float) -> Any:
     return replace(event, timestamp=timestamp)
 
 
-def _build_world(users: int, items: int, seed: int) -> Any:
+def _build_world(users: int, items: int, seed: int, *, live: bool) -> Any:
+    """A simulated world; a live one ends its release window today, so new releases are new."""
     from stream.simulator import World, WorldConfig
 
-    return World.generate(WorldConfig(n_users=users, n_items=items, seed=seed))
+    config = WorldConfig(n_users=users, n_items=items, seed=seed)
+    if live:
+        config = dataclasses.replace(
+            config, start=time.time() - config.release_window_days * 86_400
+        )
+    return World.generate(config)
 
 
 @click.command("simulate")
@@ -231,7 +238,7 @@ def simulate_command(
 
     if not publish and out is None:
         _fail("--no-publish needs --out DIR: there would be nowhere to put the events")
-    world = _build_world(users, items, seed)
+    world = _build_world(users, items, seed, live=publish)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_catalog(out / "catalog.jsonl", world.catalog)
@@ -519,7 +526,7 @@ def demo_command(n_events: int, rate: float, show: int, seed: int) -> None:
         asyncio.run(ensure_topics(get_settings()))
         with running_worker(env, root / "worker.log"):
             console.print(f"worker ready (log: {root / 'worker.log'})")
-            world = _build_world(users=500, items=2000, seed=seed)
+            world = _build_world(users=500, items=2000, seed=seed, live=True)
             published_at = time.perf_counter()
             counts, per_user = asyncio.run(
                 _publish_simulation(world, n_events, rate, live_time=True, log_path=None)
