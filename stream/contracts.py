@@ -189,6 +189,19 @@ def decode_json(raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) 
         return Rejection("invalid_json", str(error))
 
 
+def decode_document(
+    raw: bytes | None, schema: str, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> dict[str, Any] | Rejection:
+    """Parse one message and validate it against ``schema``: the document, or why not."""
+    doc = decode_json(raw, max_bytes=max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    if not isinstance(doc, dict):
+        return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
+    problem = validate_document(schema, doc)
+    return doc if problem is None else problem
+
+
 def decode_interaction(
     raw: bytes | None,
     *,
@@ -201,14 +214,9 @@ def decode_interaction(
     The message key must be the event's ``user_id``: partitioning by user is what
     keeps each user's events in order on one worker.
     """
-    doc = decode_json(raw, max_bytes=max_bytes)
+    doc = decode_document(raw, INTERACTION_SCHEMA, max_bytes=max_bytes)
     if isinstance(doc, Rejection):
         return doc
-    if not isinstance(doc, dict):
-        return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
-    problem = validate_document(INTERACTION_SCHEMA, doc)
-    if problem is not None:
-        return problem
     if doc["type"] != expected_type.value:
         return Rejection(
             "type_mismatch",
@@ -260,14 +268,9 @@ def encode_catalog_item(item: CatalogItem) -> bytes:
 def decode_catalog_item(
     raw: bytes | None, *, key: bytes | None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
 ) -> CatalogItem | Rejection:
-    doc = decode_json(raw, max_bytes=max_bytes)
+    doc = decode_document(raw, CATALOG_ITEM_SCHEMA, max_bytes=max_bytes)
     if isinstance(doc, Rejection):
         return doc
-    if not isinstance(doc, dict):
-        return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
-    problem = validate_document(CATALOG_ITEM_SCHEMA, doc)
-    if problem is not None:
-        return problem
     if key is None or key.decode("utf-8", "replace") != doc["item_id"]:
         return Rejection("key_mismatch", "message key is not the item's item_id", "data.item_id")
     try:
