@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from stream.engine.popularity import Popularity, top_rows
@@ -37,8 +38,14 @@ def test_skips_do_not_count_as_plays_but_raise_the_skip_rate() -> None:
         pop.learn(1, positive=False, at=0.0)
     pop.learn(2, positive=True, at=0.0)
     assert pop.play_count(1, now=0.0) == 0.0
-    assert pop.skip_rate(1, now=0.0) == pytest.approx(9 / 10)
-    assert pop.skip_rate(2, now=0.0) == pytest.approx(1 / 3)
+    share = (8 + 1) / (9 + 2)  # 8 skips in 9 events, smoothed
+    assert pop.skip_share == pytest.approx(share)
+    assert pop.skip_rate(1, now=0.0) == pytest.approx((8 + 4 * share) / (8 + 4))
+    assert pop.skip_rate(2, now=0.0) == pytest.approx((0 + 4 * share) / (1 + 4))
+    assert pop.skip_rate(9, now=0.0) == pytest.approx(share)  # no data: the global rate
+    rows = np.array([1, 2, 9])
+    expected = [pop.skip_rate(r, now=0.0) for r in rows.tolist()]
+    assert pop.skip_rates(rows, now=0.0).tolist() == pytest.approx(expected)
     assert pop.top_popular(5, now=0.0) == [2]
 
 

@@ -139,12 +139,12 @@ class EngineConfig:
     new_release_window: float = 30 * DAY
     # blending / re-ranking
     mf_blend: float = 1.0
-    cooc_blend: float = 1.0
-    taste_blend: float = 1.0
-    popularity_blend: float = 0.6
+    cooc_blend: float = 1.5
+    taste_blend: float = 1.5
+    popularity_blend: float = 2.0
     skip_rerank_weight: float = 0.5
     rerank_pool: int = 50
-    skip_learning_rate: float = 0.02
+    skip_learning_rate: float = 0.01
     # exploration
     discover_arms: tuple[str, ...] = ("mf", "cooc", "taste", "new", "long-tail")
     max_arm_memory: int = 30

@@ -54,6 +54,7 @@ from stream.engine.features import (
     item_columns,
     item_features,
     positive_seeds,
+    recent_skip_share,
     seed_weights,
     user_context,
 )
@@ -82,9 +83,11 @@ TRENDING: Final = "trending"
 _REFRESH_MAX_EVENTS: Final = 5_000
 _CACHED_TRENDING: Final = 200
 _CACHED_POPULAR: Final = 1_000
-_POPULAR_CANDIDATES: Final = 30
-_ARTIST_CANDIDATES: Final = 3
+_POPULAR_CANDIDATES: Final = 50
+_ARTIST_CANDIDATES: Final = 6
 _ITEMS_PER_ARTIST_CANDIDATE: Final = 30
+_GENRE_CANDIDATES: Final = 3
+_CACHED_PER_GENRE: Final = 40
 _LONG_TAIL_START: Final = 50
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
 
@@ -156,6 +159,7 @@ class Engine:
         # Global charts, refreshed from learn() (and recommend()), never from rank().
         self.trending_rows: list[int] = []
         self.popular_rows: list[int] = []
+        self.popular_by_genre: list[np.ndarray] = []
         self.popularity_score = np.zeros(0, dtype=np.float32)
         self.refreshed_at: float | None = None
         self.events_since_refresh = 0
@@ -245,10 +249,22 @@ class Engine:
         self.trending_rows = self.popularity.top_trending(_CACHED_TRENDING, now=now)
         self.popular_rows = self.popularity.top_popular(_CACHED_POPULAR, now=now)
         plays = self.popularity.popularity_vector(size, now=now)
+        self.popular_by_genre = self._popular_by_genre(plays)
         top = float(plays.max()) if size else 0.0
         self.popularity_score = (np.log1p(plays) / math.log1p(max(top, 1.0))).astype(np.float32)
         self.refreshed_at = now
         self.events_since_refresh = 0
+
+    def _popular_by_genre(self, plays: np.ndarray) -> list[np.ndarray]:
+        """Most played active rows of each genre (candidates for users who like the genre)."""
+        size = len(plays)
+        genres = self.items.genres_of[:size]
+        playable = (plays > 0) & self.items.active[:size]
+        out = []
+        for genre in range(len(self.items.genres)):
+            scores = np.where(playable & (genres == genre).any(axis=1), plays, -np.inf)
+            out.append(top_rows(scores, _CACHED_PER_GENRE))
+        return out
 
     # ================================================================== feature models
     def _positive_seeds(self, user: UserState, limit: int) -> list[tuple[int, float, float]]:
@@ -262,9 +278,12 @@ class Engine:
         now = event.timestamp
         features = user_context(user, now, event.device, from_list=event.source is not None)
         features.update(item_features(self, event.user_id, user, row, now))
-        previous = user.last_weight_of(row)
-        features["seen"] = 1.0 if user.has_seen(row) else 0.0
+        previous = user.last_outcome(row)
+        features["seen"] = 0.0 if previous is None else 1.0
         features["previous"] = 0.0 if previous is None else previous
+        features["recent_skips"] = recent_skip_share(user)
+        features["mf_user"] = self.factors.river.u_biases.get(event.user_id, 0.0)
+        features["user_events"] = math.log1p(user.n_events)
         self._features_for = (event.event_id, features)
         return features
 
@@ -339,6 +358,19 @@ class Engine:
                 out.extend(self.items.artist_items[artist][-_ITEMS_PER_ARTIST_CANDIDATE:])
         return out
 
+    def _genre_candidates(self, user: UserState) -> list[np.ndarray]:
+        """Popular items of the user's favourite genres."""
+        if not user.genre_keys or not self.popular_by_genre:
+            return []
+        ranked = sorted(
+            zip(user.genre_values, user.genre_keys, strict=True), key=lambda vk: (-vk[0], vk[1])
+        )
+        return [
+            self.popular_by_genre[genre]
+            for value, genre in ranked[:_GENRE_CANDIDATES]
+            if value > 0 and genre < len(self.popular_by_genre)
+        ]
+
     def _score(
         self,
         user_id: str,
@@ -363,6 +395,7 @@ class Engine:
         artists = self._artist_candidates(user)
         if artists:
             sources.append(np.asarray(artists, dtype=np.int64))
+        sources.extend(self._genre_candidates(user))
         rows = _unique(np.concatenate(sources))
         if len(rows):
             seen = user.seen_rows()
@@ -384,6 +417,9 @@ class Engine:
             common = user_context(user, now, device, from_list=True)
             common["seen"] = 0.0
             common["previous"] = 0.0
+            common["recent_skips"] = recent_skip_share(user)
+            common["mf_user"] = self.factors.river.u_biases.get(user_id, 0.0)
+            common["user_events"] = math.log1p(user.n_events)
             p_skip = self.skip_model.predict_many(common, columns)
             score = score + c.skip_rerank_weight * (1.0 - p_skip)
         return _Scored(rows, score, columns["cooc"], columns["taste"])

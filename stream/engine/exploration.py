@@ -38,7 +38,9 @@ class DiscoveryBandit:
     def __init__(self, arms: tuple[str, ...], seed: int) -> None:
         self.arms = arms
         self.seed = seed
-        self.policy = bandit.ThompsonSampling(reward_obj=proba.Beta(), burn_in=0, seed=seed)
+        self.policy = bandit.ThompsonSampling(
+            reward_obj=proba.Beta(seed=seed), burn_in=0, seed=seed
+        )
         self.trials: dict[str, int] = {}
         self.plays: dict[str, int] = {}
 

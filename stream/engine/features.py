@@ -9,8 +9,10 @@ Item features
     ``mf`` (user·item latent dot product), ``mf_bias`` (item bias),
     ``taste`` (artist + genre affinity relative to the profile), ``artist``
     (artist affinity alone), ``popularity`` and ``trending`` (log decayed plays,
-    long and short half-life), ``item_skip_rate``, ``cooc`` (log co-occurrence
-    with the user's latest plays) and ``freshness`` (decays with release age).
+    long and short half-life), ``item_skip_rate`` (shrunk to the global rate),
+    ``cooc`` (log co-occurrence with the user's latest plays), ``freshness``
+    (decays with release age), and ``artist_signed`` / ``genre_signed``
+    (absolute, log-compressed affinities, negative after skips).
 
 >>> ITEM_FEATURES[:3]
 ('mf', 'mf_bias', 'taste')
@@ -40,6 +42,8 @@ ITEM_FEATURES: Final = (
     "item_skip_rate",
     "cooc",
     "freshness",
+    "artist_signed",
+    "genre_signed",
 )
 
 
@@ -70,6 +74,25 @@ def positive_seeds(user: UserState, limit: int) -> list[tuple[int, float, float]
             if len(found) >= limit:
                 break
     return found
+
+
+def recent_skip_share(user: UserState, window: int = 5) -> float:
+    """Share of skips among the user's last ``window`` events (0.5 with none): session mood.
+
+    >>> user = UserState(capacity=8)
+    >>> for weight in (1.0, -1.0, -0.5, 1.0):
+    ...     user.remember(1, weight, 0.0)
+    >>> recent_skip_share(user, window=3)
+    0.6666666666666666
+    """
+    skips = 0
+    count = 0
+    for _, weight, _ in user.newest_first():
+        if count >= window:
+            break
+        count += 1
+        skips += weight < 0
+    return skips / count if count else 0.5
 
 
 def user_context(
@@ -107,7 +130,7 @@ def item_features(
         if vector is not None:
             mf = float(factors.item_factors[row] @ vector.astype(np.float32))
     plays = popularity.play_count(row, now=now)
-    skips = popularity.skips.value(row, now=now)
+    artist_signed, genre_signed = taste.signed_affinity(user, items, row, now=now)
     released = float(items.released_at[row])
     age = now - released
     freshness = math.exp(-age / engine.config.new_release_window) if age >= 0 else 0.0
@@ -118,9 +141,11 @@ def item_features(
         "artist": taste.relative_artist_affinity(user, int(items.artist_of[row])),
         "popularity": math.log1p(plays),
         "trending": math.log1p(popularity.recent_play_count(row, now=now)),
-        "item_skip_rate": (skips + 1.0) / (skips + plays + 2.0),
+        "item_skip_rate": popularity.skip_rate(row, now=now),
         "cooc": math.log1p(cooc),
         "freshness": freshness,
+        "artist_signed": artist_signed,
+        "genre_signed": genre_signed,
     }
 
 
@@ -143,7 +168,6 @@ def item_columns(
     size = len(items)
     plays = popularity.plays.raw(size)[rows] * popularity.plays.scale(now)
     recent = popularity.recent_plays.raw(size)[rows] * popularity.recent_plays.scale(now)
-    skips = popularity.skips.raw(size)[rows] * popularity.skips.scale(now)
     n = len(rows)
     mf = np.zeros(n)
     mf_bias = np.zeros(n)
@@ -161,6 +185,7 @@ def item_columns(
         fresh = age >= 0
     freshness = np.zeros(n)
     freshness[fresh] = np.exp(-age[fresh] / engine.config.new_release_window)
+    artist_signed, genre_signed = engine.taste.signed_scores(user, items, rows, now=now)
     return {
         "mf": mf,
         "mf_bias": mf_bias,
@@ -168,7 +193,9 @@ def item_columns(
         "artist": engine.taste.relative_artist_scores(user, items, rows),
         "popularity": np.log1p(plays),
         "trending": np.log1p(recent),
-        "item_skip_rate": (skips + 1.0) / (skips + plays + 2.0),
+        "item_skip_rate": popularity.skip_rates(rows, now=now),
         "cooc": np.log1p(cooc),
         "freshness": freshness,
+        "artist_signed": artist_signed,
+        "genre_signed": genre_signed,
     }

@@ -81,6 +81,8 @@ class Popularity:
         self.by_context: dict[tuple[int, str], DecayingVector] = {}
         self.devices: list[str] = []
         self.n_rows = 0
+        self.n_events = 0
+        self.n_skips = 0
         self.last_time: float | None = None
 
     def _device(self, device: str | None) -> str:
@@ -98,6 +100,8 @@ class Popularity:
     def learn(self, row: int, *, positive: bool, at: float, device: str | None = None) -> None:
         """Count one event on ``row`` at event time ``at``."""
         self.n_rows = max(self.n_rows, row + 1)
+        self.n_events += 1
+        self.n_skips += not positive
         self.last_time = at if self.last_time is None else max(self.last_time, at)
         if not positive:
             self.skips.add(row, 1.0, at=at)
@@ -122,11 +126,27 @@ class Popularity:
     def recent_play_count(self, row: int, *, now: float) -> float:
         return self.recent_plays.value(row, now=now)
 
-    def skip_rate(self, row: int, *, now: float, prior: float = 1.0) -> float:
-        """Smoothed share of skips among the item's decayed events (0.5 with no data)."""
+    @property
+    def skip_share(self) -> float:
+        """Share of skips among all events so far (0.5 before any)."""
+        return (self.n_skips + 1.0) / (self.n_events + 2.0)
+
+    def skip_rate(self, row: int, *, now: float, prior: float = 4.0) -> float:
+        """Share of skips among the item's decayed events, shrunk towards :attr:`skip_share`.
+
+        ``prior`` events at the global rate are added, so an item with few events
+        is not judged on one or two skips.
+        """
         skips = self.skips.value(row, now=now)
         plays = self.plays.value(row, now=now)
-        return (skips + prior) / (skips + plays + 2.0 * prior)
+        return (skips + prior * self.skip_share) / (skips + plays + prior)
+
+    def skip_rates(self, rows: np.ndarray, *, now: float, prior: float = 4.0) -> np.ndarray:
+        """:meth:`skip_rate` of many rows."""
+        size = int(rows.max()) + 1 if len(rows) else 0
+        skips = self.skips.raw(size)[rows] * self.skips.scale(now)
+        plays = self.plays.raw(size)[rows] * self.plays.scale(now)
+        return (skips + prior * self.skip_share) / (skips + plays + prior)
 
     def popularity_vector(self, size: int, *, now: float) -> np.ndarray:
         return self.plays.vector(size, now=now)

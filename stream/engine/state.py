@@ -26,6 +26,8 @@ from stream.models import CatalogItem
 
 #: Rescale forward-decayed values before ``2 ** exponent`` gets anywhere near float64's limit.
 _MAX_EXPONENT = 60.0
+#: Signals are stored per seen item as round(weight * 50) in a signed byte.
+_OUTCOME_SCALE = 50.0
 #: How many genres of an item are kept (the first ones are the most specific).
 MAX_ITEM_GENRES = 3
 
@@ -266,12 +268,13 @@ class UserState:
     (True, False, [5, 6, 7])
     >>> list(user.newest_first())
     [(7, 0.5, 3.0), (6, -1.0, 2.0)]
-    >>> user.last_weight_of(6), user.last_weight_of(5)
-    (-1.0, None)
+    >>> user.last_weight_of(6), user.last_weight_of(5), user.last_outcome(5)
+    (-1.0, None, 1.0)
     """
 
     __slots__ = (
         "seen",
+        "seen_outcome",
         "recent_rows",
         "recent_weights",
         "recent_times",
@@ -292,6 +295,8 @@ class UserState:
 
     def __init__(self, capacity: int) -> None:
         self.seen = array("i")
+        # The latest signal on each seen item, quantised to a signed byte (1 byte per item).
+        self.seen_outcome = array("b")
         self.recent_rows = array("i", [-1]) * capacity
         self.recent_weights = array("f", [0.0]) * capacity
         self.recent_times = array("d", [0.0]) * capacity
@@ -329,6 +334,14 @@ class UserState:
         position = bisect_left(seen, row)
         return position < len(seen) and seen[position] == row
 
+    def last_outcome(self, row: int) -> float | None:
+        """The latest signal the user gave ``row`` (to 1/50), ``None`` if never seen."""
+        seen = self.seen
+        position = bisect_left(seen, row)
+        if position < len(seen) and seen[position] == row:
+            return self.seen_outcome[position] / _OUTCOME_SCALE
+        return None
+
     def seen_rows(self) -> np.ndarray:
         """Rows of every item the user interacted with (a new, sorted int32 array)."""
         return np.frombuffer(self.seen, dtype=np.int32).copy()
@@ -339,6 +352,8 @@ class UserState:
         position = bisect_left(seen, row)
         if position == len(seen) or seen[position] != row:
             seen.insert(position, row)
+            self.seen_outcome.insert(position, 0)
+        self.seen_outcome[position] = max(-127, min(127, round(weight * _OUTCOME_SCALE)))
         slot = self.n_recent % len(self.recent_rows)
         self.recent_rows[slot] = row
         self.recent_weights[slot] = weight

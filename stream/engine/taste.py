@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import math
 from array import array
 
 import numpy as np
@@ -48,6 +49,10 @@ def _bump(keys: array, values: array, key: int, amount: float, cap: int) -> None
 
 def _lookup(keys: array, values: array, key: int) -> float:
     return values[keys.index(key)] if key in keys else 0.0
+
+
+def _signed_log(value: float) -> float:
+    return math.copysign(math.log1p(abs(value)), value)
 
 
 class TasteProfile:
@@ -149,6 +154,51 @@ class TasteProfile:
             user.artist_values, dtype=np.float32
         ) / self._total(user)
         return values[items.artist_of[rows]]
+
+    def signed_affinity(
+        self, user: UserState, items: ItemIndex, row: int, *, now: float
+    ) -> tuple[float, float]:
+        """Decayed artist and mean genre affinity of an item, log-compressed, sign kept.
+
+        Unlike :meth:`item_affinity` these are absolute: a user who skipped an
+        artist three times has a clearly negative value, whatever else they like.
+        """
+        artist = int(items.artist_of[row])
+        if artist < 0 or not user.artist_keys:
+            return 0.0, 0.0
+        scale = self._scale(user, now)
+        genre_sum = 0.0
+        n_genres = 0
+        for genre in items.genres_of[row].tolist():
+            if genre >= 0:
+                genre_sum += _lookup(user.genre_keys, user.genre_values, genre)
+                n_genres += 1
+        artist_value = _lookup(user.artist_keys, user.artist_values, artist) * scale
+        genre_value = genre_sum / max(n_genres, 1) * scale
+        return _signed_log(artist_value), _signed_log(genre_value)
+
+    def signed_scores(
+        self, user: UserState, items: ItemIndex, rows: np.ndarray, *, now: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`signed_affinity` of many rows: (artist, genre) arrays."""
+        n = len(rows)
+        if not user.artist_keys:
+            return np.zeros(n), np.zeros(n)
+        scale = self._scale(user, now)
+        artist_values = np.zeros(len(items.artists) + 1)
+        artist_values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
+            user.artist_values, dtype=np.float32
+        )
+        genre_values = np.zeros(len(items.genres) + 1)
+        if user.genre_keys:
+            genre_values[np.frombuffer(user.genre_keys, dtype=np.int32)] = np.frombuffer(
+                user.genre_values, dtype=np.float32
+            )
+        genres = items.genres_of[rows]
+        n_genres = np.maximum((genres >= 0).sum(axis=1), 1)
+        genre = genre_values[genres].sum(axis=1) / n_genres * scale
+        artist = artist_values[items.artist_of[rows]] * scale
+        return np.sign(artist) * np.log1p(np.abs(artist)), np.sign(genre) * np.log1p(np.abs(genre))
 
     def scores(self, user: UserState, items: ItemIndex, rows: np.ndarray) -> np.ndarray:
         """:meth:`item_affinity` for many rows at once (zeros without a profile)."""
