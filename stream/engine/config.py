@@ -112,7 +112,6 @@ class EngineConfig:
     negative_every: int = 1
     mf_learn_repeats: bool = False
     negative_sampling: str = "popularity"
-    mf_score_bias: bool = True
     # popularity / trending
     popularity_half_life: float = 14 * DAY
     trending_half_life: float = 1 * DAY
@@ -140,8 +139,8 @@ class EngineConfig:
     # blending / re-ranking
     mf_blend: float = 1.0
     cooc_blend: float = 1.5
-    taste_blend: float = 1.5
-    popularity_blend: float = 2.0
+    taste_blend: float = 2.0
+    popularity_blend: float = 2.5
     skip_rerank_weight: float = 0.5
     rerank_pool: int = 50
     skip_learning_rate: float = 0.01

@@ -16,6 +16,7 @@ each item keeps only its ``max_neighbours`` strongest neighbours.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 
 import numpy as np
@@ -56,7 +57,8 @@ class Cooccurrence:
         self.session_gap = session_gap
         self.max_neighbours = max_neighbours
         self.damping = damping
-        self.pairs: dict[int, dict[int, float]] = {}
+        # row -> (neighbour rows, forward-decayed strengths): two compact arrays per item.
+        self.pairs: dict[int, tuple[array, array]] = {}
         self.totals = DecayingVector(half_life)
         self.origin: float | None = None
 
@@ -66,22 +68,30 @@ class Cooccurrence:
         exponent = (at - self.origin) / self.half_life
         if exponent > _MAX_EXPONENT:
             shrink = 2.0 ** (-exponent)
-            for neighbours in self.pairs.values():
-                for row in neighbours:
-                    neighbours[row] *= shrink
+            for _, values in self.pairs.values():
+                np.frombuffer(values, dtype=np.float32)[:] *= shrink
             self.origin = at
             exponent = 0.0
         return float(2.0**exponent)
 
     def _bump(self, row: int, other: int, amount: float) -> None:
-        neighbours = self.pairs.get(row)
-        if neighbours is None:
-            neighbours = self.pairs[row] = {}
-        neighbours[other] = neighbours.get(other, 0.0) + amount
+        entry = self.pairs.get(row)
+        if entry is None:
+            entry = self.pairs[row] = (array("i"), array("f"))
+        rows, values = entry
+        if other in rows:
+            values[rows.index(other)] += amount
+            return
+        rows.append(other)
+        values.append(amount)
         # Prune in batches (amortised), keeping the strongest neighbours.
-        if len(neighbours) > self.max_neighbours + self.max_neighbours // 2:
-            keep = sorted(neighbours.items(), key=lambda pair: -pair[1])[: self.max_neighbours]
-            self.pairs[row] = dict(keep)
+        if len(rows) > self.max_neighbours + self.max_neighbours // 2:
+            keep = sorted(range(len(rows)), key=lambda i: (-values[i], rows[i]))
+            keep = keep[: self.max_neighbours]
+            self.pairs[row] = (
+                array("i", [rows[i] for i in keep]),
+                array("f", [values[i] for i in keep]),
+            )
 
     def learn(
         self, row: int, weight: float, *, at: float, previous: Iterable[tuple[int, float, float]]
@@ -131,24 +141,21 @@ class Cooccurrence:
 
     def strength(self, row: int, other: int, *, now: float) -> float:
         """Damped co-occurrence score of ``other`` as a neighbour of ``row``."""
-        neighbours = self.pairs.get(row)
-        if not neighbours:
+        entry = self.pairs.get(row)
+        if entry is None or other not in entry[0]:
             return 0.0
-        raw = neighbours.get(other)
-        if raw is None:
-            return 0.0
-        value = raw * self._scale(now)
+        rows, values = entry
+        value = values[rows.index(other)] * self._scale(now)
         if self.damping:
             value /= max(self.totals.value(other, now=now), 1.0) ** self.damping
         return value
 
     def _scored(self, row: int, now: float) -> tuple[np.ndarray, np.ndarray]:
-        neighbours = self.pairs.get(row)
-        if not neighbours:
+        entry = self.pairs.get(row)
+        if entry is None or not entry[0]:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        rows = np.fromiter(neighbours.keys(), dtype=np.int64, count=len(neighbours))
-        values = np.fromiter(neighbours.values(), dtype=np.float64, count=len(neighbours))
-        values *= self._scale(now)
+        rows = np.frombuffer(entry[0], dtype=np.int32).astype(np.int64)
+        values = np.frombuffer(entry[1], dtype=np.float32) * self._scale(now)
         if self.damping:
             totals = self.totals.raw(int(rows.max()) + 1)[rows] * self.totals.scale(now)
             values /= np.maximum(totals, 1.0) ** self.damping

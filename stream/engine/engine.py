@@ -87,7 +87,9 @@ _POPULAR_CANDIDATES: Final = 50
 _ARTIST_CANDIDATES: Final = 6
 _ITEMS_PER_ARTIST_CANDIDATE: Final = 30
 _GENRE_CANDIDATES: Final = 3
-_CACHED_PER_GENRE: Final = 40
+_GENRE_CANDIDATES_DEPTH: Final = 40
+_CACHED_PER_GENRE: Final = 200
+_DISCOVER_MF_POOL: Final = 200
 _LONG_TAIL_START: Final = 50
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
 
@@ -146,7 +148,6 @@ class Engine:
             seed=c.seed,
             negative_sampling=c.negative_sampling,
         )
-        self.factors.score_bias = c.mf_score_bias
         self.taste = TasteProfile(
             half_life=c.taste_half_life,
             max_genres=c.max_taste_genres,
@@ -160,6 +161,8 @@ class Engine:
         self.trending_rows: list[int] = []
         self.popular_rows: list[int] = []
         self.popular_by_genre: list[np.ndarray] = []
+        # Rows released within the window at the last refresh, plus items upserted since.
+        self.release_rows: list[int] = []
         self.popularity_score = np.zeros(0, dtype=np.float32)
         self.refreshed_at: float | None = None
         self.events_since_refresh = 0
@@ -171,7 +174,11 @@ class Engine:
     # ================================================================== catalog
     def upsert_item(self, item: CatalogItem) -> None:
         """Add or update an item's catalog metadata (a removed item comes back)."""
-        self.items.upsert(item)
+        row = self.items.upsert(item)
+        if self.refreshed_at is None or (
+            item.released_at >= self.refreshed_at - self.config.new_release_window
+        ):
+            self.release_rows.append(row)
 
     def remove_item(self, item_id: str) -> None:
         """Catalog tombstone: the item is never recommended again (until re-upserted)."""
@@ -250,6 +257,9 @@ class Engine:
         self.popular_rows = self.popularity.top_popular(_CACHED_POPULAR, now=now)
         plays = self.popularity.popularity_vector(size, now=now)
         self.popular_by_genre = self._popular_by_genre(plays)
+        with np.errstate(invalid="ignore"):
+            released = self.items.released_at[:size] >= now - self.config.new_release_window
+        self.release_rows = np.flatnonzero(released).tolist()
         top = float(plays.max()) if size else 0.0
         self.popularity_score = (np.log1p(plays) / math.log1p(max(top, 1.0))).astype(np.float32)
         self.refreshed_at = now
@@ -342,7 +352,7 @@ class Engine:
         scores = self.factors.scores(user_id, size)
         if scores is None:
             return None
-        scores[~self.items.active[:size]] = -np.inf
+        scores += self.items.penalty[:size]
         scores[user.seen_rows()] = -np.inf
         return scores
 
@@ -358,15 +368,17 @@ class Engine:
                 out.extend(self.items.artist_items[artist][-_ITEMS_PER_ARTIST_CANDIDATE:])
         return out
 
-    def _genre_candidates(self, user: UserState) -> list[np.ndarray]:
-        """Popular items of the user's favourite genres."""
+    def _genre_candidates(
+        self, user: UserState, depth: int = _GENRE_CANDIDATES_DEPTH
+    ) -> list[np.ndarray]:
+        """The ``depth`` most played items of each of the user's favourite genres."""
         if not user.genre_keys or not self.popular_by_genre:
             return []
         ranked = sorted(
             zip(user.genre_values, user.genre_keys, strict=True), key=lambda vk: (-vk[0], vk[1])
         )
         return [
-            self.popular_by_genre[genre]
+            self.popular_by_genre[genre][:depth]
             for value, genre in ranked[:_GENRE_CANDIDATES]
             if value > 0 and genre < len(self.popular_by_genre)
         ]
@@ -378,7 +390,7 @@ class Engine:
         now: float,
         device: str | None,
         mf_all: np.ndarray | None,
-        pool: int,
+        mf_top: np.ndarray,
     ) -> _Scored:
         """Candidates for Top picks with their scores (unsorted).
 
@@ -390,8 +402,7 @@ class Engine:
         seeds = positive_seeds(user, c.cooc_window)
         cooc_rows, cooc_values = self.cooccurrence.candidates(seed_weights(seeds), now=now)
         sources = [cooc_rows, np.asarray(self.popular_rows[:_POPULAR_CANDIDATES], dtype=np.int64)]
-        if mf_all is not None:
-            sources.append(top_rows(mf_all, pool))
+        sources.append(mf_top)
         artists = self._artist_candidates(user)
         if artists:
             sources.append(np.asarray(artists, dtype=np.int64))
@@ -462,7 +473,8 @@ class Engine:
         if user is None or not user.n_seen:
             return [ids[row] for row in self._cold_ranking(now, None, (), k)]
         mf_all = self._mf_scores(user_id, user)
-        scored = self._score(user_id, user, now, None, mf_all, max(k, self.config.rerank_pool))
+        mf_top = _top_or_empty(mf_all, max(k, self.config.rerank_pool))
+        scored = self._score(user_id, user, now, None, mf_all, mf_top)
         order = np.lexsort((scored.rows, -scored.score))[:k]
         return [ids[row] for row in scored.rows[order].tolist()]
 
@@ -501,11 +513,14 @@ class Engine:
         builder = _RowBuilder(self.items, c.row_size, c.max_per_artist)
         rows: list[Row] = []
         mf_all = None
+        mf_top = np.zeros(0, dtype=np.int64)
         if user is not None and user.n_seen:
             builder.excluded.update(user.seen)
             builder.excluded.update(self._recently_skipped(user, now))
             mf_all = self._mf_scores(user_id, user)
-            scored = self._score(user_id, user, now, device, mf_all, 3 * c.rerank_pool)
+            # One partial sort of the catalog serves Top picks and Discover's MF arm.
+            mf_top = _top_or_empty(mf_all, max(_DISCOVER_MF_POOL, c.rerank_pool))
+            scored = self._score(user_id, user, now, device, mf_all, mf_top[: c.rerank_pool])
             order = np.lexsort((scored.rows, -scored.score))
             rows.append(
                 builder.row(
@@ -532,8 +547,9 @@ class Engine:
                     ((row, 1.0 / (1.0 + i), reason) for i, row in enumerate(popular)),
                 )
             )
-        rows.append(self._discover_row(user, builder, now, mf_all))
-        rows.append(self._new_releases_row(user, builder, now))
+        releases = self._release_table(user, now)
+        rows.append(self._discover_row(user, builder, now, mf_all, mf_top, releases))
+        rows.append(self._new_releases_row(user, builder, now, releases))
         rows.append(self._trending_row(builder, now))
         self.n_lists += 1
         return RecommendationList(
@@ -615,26 +631,27 @@ class Engine:
                 rows.append(row)
         return rows
 
-    def _popularity_of(self, size: int) -> np.ndarray:
-        out = np.zeros(size, dtype=np.float64)
-        n = min(size, len(self.popularity_score))
-        out[:n] = self.popularity_score[:n]
-        return out
-
     def _discover_candidates(
-        self, user: UserState | None, now: float, mf_all: np.ndarray | None
+        self,
+        user: UserState | None,
+        now: float,
+        mf_all: np.ndarray | None,
+        mf_top: np.ndarray,
+        releases: tuple[np.ndarray, np.ndarray, np.ndarray],
     ) -> dict[str, Iterator[tuple[int, float, str]]]:
-        """Ordered candidate streams per exploration arm: (row, score, reason)."""
+        """Ordered candidate streams per exploration arm: (row, score, reason), lazily."""
         c = self.config
-        size = len(self.items)
         arms = c.discover_arms
+        depth = c.row_size * 8
         sources: dict[str, Iterator[tuple[int, float, str]]] = {}
-        if "mf" in arms and mf_all is not None:
-            # Good MF matches that are not popular: deeper than Top picks goes.
-            score = mf_all.astype(np.float64) - 0.5 * self._popularity_of(size)
+        if "mf" in arms and mf_all is not None and len(mf_top):
+            # Good MF matches that are not popular: re-rank the MF top by MF minus popularity.
+            pool = mf_top
+            score = mf_all[pool].astype(np.float64) - 0.5 * self._popularity_at(pool)
+            order = np.lexsort((pool, -score))[:depth]
             sources["mf"] = (
-                (row, float(score[row]), "Listeners like you are discovering this")
-                for row in top_rows(score, c.row_size * 8).tolist()
+                (row, value, "Listeners like you are discovering this")
+                for row, value in zip(pool[order].tolist(), score[order].tolist(), strict=True)
             )
         if "cooc" in arms and user is not None:
             older = self._positive_seeds(user, c.history_size)[c.cooc_window :]
@@ -648,24 +665,41 @@ class Engine:
                     for row, value in zip(rows[order].tolist(), values[order].tolist(), strict=True)
                 )
         if "taste" in arms and user is not None and user.artist_keys:
-            every = np.arange(size)
-            taste = self.taste.scores(user, self.items, every).astype(np.float64)
-            taste -= 0.3 * self._popularity_of(size)
-            taste[taste <= 0] = -np.inf
-            sources["taste"] = (
-                (row, float(taste[row]), self._taste_reason(user, row, now))
-                for row in top_rows(taste, c.row_size * 8).tolist()
-            )
+            # Less played items of the user's genres and artists, by taste.
+            pools = [
+                genre_rows[_GENRE_CANDIDATES_DEPTH:]
+                for genre_rows in self._genre_candidates(user, depth=_CACHED_PER_GENRE)
+            ]
+            pools.append(np.asarray(self._artist_candidates(user), dtype=np.int64))
+            pool = _unique(np.concatenate(pools))
+            if len(pool):
+                taste = self.taste.scores(user, self.items, pool).astype(np.float64)
+                taste -= 0.3 * self._popularity_at(pool)
+                keep = taste > 0
+                pool, taste = pool[keep], taste[keep]
+                order = np.lexsort((pool, -taste))[:depth]
+                sources["taste"] = (
+                    (row, value, self._taste_reason(user, row, now))
+                    for row, value in zip(pool[order].tolist(), taste[order].tolist(), strict=True)
+                )
         if "new" in arms and self.items.has_catalog:
-            sources["new"] = iter(self._new_release_candidates(user, now, personal_only=False))
+            sources["new"] = self._release_entries(user, releases, now, personal_only=False)
         if "long-tail" in arms and len(self.popular_rows) > _LONG_TAIL_START:
-            tail = self.popular_rows[_LONG_TAIL_START:]
+            tail = np.asarray(self.popular_rows[_LONG_TAIL_START:], dtype=np.int64)
             if mf_all is not None:
-                tail = sorted(tail, key=lambda row: -float(mf_all[row]))
+                tail = tail[np.argsort(-mf_all[tail], kind="stable")]
             sources["long-tail"] = (
-                (row, 1.0 / (1.0 + i), "A hidden gem worth a listen") for i, row in enumerate(tail)
+                (row, 1.0 / (1.0 + i), "A hidden gem worth a listen")
+                for i, row in enumerate(tail.tolist())
             )
         return sources
+
+    def _popularity_at(self, rows: np.ndarray) -> np.ndarray:
+        """Cached normalised log popularity of ``rows`` (0 for rows newer than the cache)."""
+        out = np.zeros(len(rows))
+        known = rows < len(self.popularity_score)
+        out[known] = self.popularity_score[rows[known]]
+        return out
 
     def _discover_row(
         self,
@@ -673,8 +707,10 @@ class Engine:
         builder: _RowBuilder,
         now: float,
         mf_all: np.ndarray | None,
+        mf_top: np.ndarray,
+        releases: tuple[np.ndarray, np.ndarray, np.ndarray],
     ) -> Row:
-        sources = self._discover_candidates(user, now, mf_all)
+        sources = self._discover_candidates(user, now, mf_all, mf_top, releases)
         chosen: list[RecommendedItem] = []
         per_artist: dict[int, int] = {}
         while sources and len(chosen) < self.config.row_size:
@@ -694,52 +730,84 @@ class Engine:
                 _remember_arm(user, row, self.config.discover_arms.index(arm), self.config)
         return Row(DISCOVER, "Discover something new", tuple(chosen))
 
-    def _new_release_candidates(
-        self, user: UserState | None, now: float, *, personal_only: bool
-    ) -> list[tuple[int, float, str]]:
-        size = len(self.items)
-        released = self.items.released_at[:size]
-        window = self.config.new_release_window
-        with np.errstate(invalid="ignore"):
-            recent = np.flatnonzero((released <= now) & (released >= now - window))
-        if not len(recent):
-            return []
-        has_profile = user is not None and bool(user.artist_keys)
-        affinity = (
-            self.taste.scores(user, self.items, recent)
-            if user is not None and has_profile
-            else np.zeros(len(recent), dtype=np.float32)
-        )
-        out = []
-        for i, row in enumerate(recent.tolist()):
-            artist = int(self.items.artist_of[row])
-            reason = f"New from {self.items.artists[artist]}" if artist >= 0 else "New release"
-            value = float(affinity[i])
-            if personal_only and value <= 0:
-                continue
-            if user is not None and has_profile and value > 0:
-                if self.taste.artist_affinity(user, artist, now=now) <= 0:
-                    reason = self._taste_reason(user, row, now).replace(
-                        "Because you like", "New in"
-                    )
-            freshness = 1.0 - (now - float(released[row])) / window
-            out.append((row, value + 0.1 * freshness, reason))
-        out.sort(key=lambda entry: (-entry[1], entry[0]))
-        return out
+    def _release_table(
+        self, user: UserState | None, now: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items released within ``new_release_window`` before ``now``, best match first.
 
-    def _new_releases_row(self, user: UserState | None, builder: _RowBuilder, now: float) -> Row:
+        Returns rows, scores (taste for the item plus a little freshness) and taste
+        affinities, aligned and sorted by score.
+        """
+        window = self.config.new_release_window
+        if self.refreshed_at is None:
+            candidates = np.arange(len(self.items))
+        else:
+            candidates = _unique(np.asarray(self.release_rows, dtype=np.int64))
+        released = self.items.released_at[candidates]
+        with np.errstate(invalid="ignore"):
+            keep = (released <= now) & (released >= now - window) & self.items.active[candidates]
+        recent = candidates[keep]
+        released = released[keep]
+        if user is not None and user.artist_keys:
+            affinity = self.taste.scores(user, self.items, recent).astype(np.float64)
+        else:
+            affinity = np.zeros(len(recent))
+        score = affinity + 0.1 * (1.0 - (now - released) / window)
+        order = np.lexsort((recent, -score))
+        return recent[order], score[order], affinity[order]
+
+    def _release_entries(
+        self,
+        user: UserState | None,
+        table: tuple[np.ndarray, np.ndarray, np.ndarray],
+        now: float,
+        *,
+        personal_only: bool,
+    ) -> Iterator[tuple[int, float, str]]:
+        """(row, score, reason) from a :meth:`_release_table`, reasons written lazily.
+
+        ``personal_only`` keeps only items of liked artists or genres.
+        """
+        rows, scores, affinity = table
+        for row, score, taste in zip(
+            rows.tolist(), scores.tolist(), affinity.tolist(), strict=True
+        ):
+            if personal_only and taste <= 0:
+                continue
+            yield row, score, self._release_reason(user, row, taste, now)
+
+    def _release_reason(self, user: UserState | None, row: int, affinity: float, now: float) -> str:
+        artist = int(self.items.artist_of[row])
+        if artist < 0:
+            return "New release"
+        if (
+            user is not None
+            and affinity > 0
+            and self.taste.artist_affinity(user, artist, now=now) <= 0
+        ):
+            return self._taste_reason(user, row, now).replace("Because you like", "New in")
+        return f"New from {self.items.artists[artist]}"
+
+    def _new_releases_row(
+        self,
+        user: UserState | None,
+        builder: _RowBuilder,
+        now: float,
+        releases: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> Row:
         if not self.items.has_catalog:
             return Row(NEW_RELEASES, "New releases for you", ())
         personal = user is not None and bool(user.artist_keys)
-        candidates = self._new_release_candidates(user, now, personal_only=personal)
-        return builder.row(NEW_RELEASES, "New releases for you", candidates)
+        entries = self._release_entries(user, releases, now, personal_only=personal)
+        return builder.row(NEW_RELEASES, "New releases for you", entries)
 
     def _trending_row(self, builder: _RowBuilder, now: float) -> Row:
-        entries = []
-        for row in self.trending_rows:
-            plays = self.popularity.recent_play_count(row, now=now)
-            entries.append((row, plays, f"Trending: {round(plays)} plays today"))
-        return builder.row(TRENDING, "Trending now", entries)
+        def entries() -> Iterator[tuple[int, float, str]]:
+            for row in self.trending_rows:
+                plays = self.popularity.recent_play_count(row, now=now)
+                yield row, plays, f"Trending: {round(plays)} plays today"
+
+        return builder.row(TRENDING, "Trending now", entries())
 
     # ================================================================== state
     def snapshot(self) -> bytes:
@@ -759,6 +827,10 @@ class Engine:
         if not isinstance(engine, cls):
             raise TypeError(f"snapshot holds a {type(engine).__name__}, not an Engine")
         return engine
+
+
+def _top_or_empty(scores: np.ndarray | None, k: int) -> np.ndarray:
+    return np.zeros(0, dtype=np.int64) if scores is None else top_rows(scores, k)
 
 
 def _unique(rows: np.ndarray) -> np.ndarray:

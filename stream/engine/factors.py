@@ -81,7 +81,6 @@ class FactorModel:
                 f"negative_sampling must be 'popularity' or 'uniform', got {negative_sampling!r}"
             )
         self.negative_sampling = negative_sampling
-        self.score_bias = True
         self.river = reco.BiasedMF(
             n_factors=n_factors,
             bias_optimizer=optim.SGD(learning_rate),
@@ -93,6 +92,8 @@ class FactorModel:
         )
         self.item_factors = np.zeros((0, n_factors), dtype=np.float32)
         self.item_bias = np.zeros(0, dtype=np.float32)
+        # Item bias where learned, -inf elsewhere: one in-place add masks unlearned rows.
+        self.offset = np.zeros(0, dtype=np.float32)
         self.learned = np.zeros(0, dtype=bool)
         self.learned_rows: list[int] = []
         self.rng = np.random.default_rng(seed)
@@ -106,12 +107,14 @@ class FactorModel:
             size = row + 1
             self.item_factors = grown(self.item_factors, size)
             self.item_bias = grown(self.item_bias, size)
+            self.offset = grown(self.offset, size, -np.inf)
             self.learned = grown(self.learned, size, False)
         if not self.learned[row]:
             self.learned[row] = True
             self.learned_rows.append(row)
         self.item_factors[row] = self.river.i_latents[row]
         self.item_bias[row] = self.river.i_biases[row]
+        self.offset[row] = self.item_bias[row]
 
     def learn(self, user_id: str, row: int, label: float, *, may_sample: bool = True) -> None:
         """One labelled (user, item) pair, plus sampled negatives after a positive.
@@ -150,6 +153,7 @@ class FactorModel:
     def forget_item(self, row: int) -> None:
         if row < len(self.learned) and self.learned[row]:
             self.learned[row] = False
+            self.offset[row] = -np.inf
             self.learned_rows.remove(row)
             self.river.i_latents.pop(row, None)
             self.river.i_biases.pop(row, None)
@@ -172,12 +176,12 @@ class FactorModel:
         if vector is None:
             return None
         n = min(size, len(self.learned))
-        out = np.full(size, -np.inf, dtype=np.float32)
-        if n:
-            raw = self.item_factors[:n] @ vector
-            if self.score_bias:
-                raw += self.item_bias[:n]
-            out[:n] = np.where(self.learned[:n], raw, -np.inf)
+        if n < size:
+            out = np.full(size, -np.inf, dtype=np.float32)
+            np.matmul(self.item_factors[:n], vector, out=out[:n])
+        else:
+            out = self.item_factors[:n] @ vector
+        out[:n] += self.offset[:n]
         return out
 
     def predict(self, user_id: str, row: int) -> float:

@@ -31,18 +31,14 @@ def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
     >>> top_rows(np.array([0.1, 3.0, -np.inf, 2.0]), 5).tolist()
     [1, 3, 0]
     """
-    finite = np.isfinite(scores)
-    n_finite = int(finite.sum())
-    k = min(k, n_finite)
+    n = len(scores)
+    k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
-    else:
-        part = np.arange(len(scores))
+    # argpartition on the scores themselves (no negated copy): the k largest sit at the end.
+    part = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
     part = part[np.isfinite(scores[part])]
-    order = np.lexsort((part, -scores[part]))
-    return part[order][:k]
+    return part[np.lexsort((part, -scores[part]))]
 
 
 class Popularity:

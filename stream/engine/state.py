@@ -144,6 +144,8 @@ class ItemIndex:
         self.rows: dict[str, int] = {}
         self.catalog: list[CatalogItem | None] = []
         self.active = np.zeros(0, dtype=bool)
+        # 0 for active rows, -inf for withdrawn ones: adding it masks a score vector in place.
+        self.penalty = np.zeros(0, dtype=np.float32)
         self.released_at = np.zeros(0, dtype=np.float64)
         self.artist_of = np.zeros(0, dtype=np.int32)
         self.genres_of = np.zeros((0, MAX_ITEM_GENRES), dtype=np.int32)
@@ -176,11 +178,13 @@ class ItemIndex:
         if row >= len(self.active):
             size = row + 1
             self.active = grown(self.active, size, False)
+            self.penalty = grown(self.penalty, size, -np.inf)
             self.released_at = grown(self.released_at, size, np.nan)
             self.artist_of = grown(self.artist_of, size, -1)
             self.genres_of = grown(self.genres_of, size, -1)
             self.duration_ms = grown(self.duration_ms, size, 0)
         self.active[row] = True
+        self.penalty[row] = 0.0
         return row
 
     def _artist_row(self, artist: str) -> int:
@@ -205,6 +209,7 @@ class ItemIndex:
             self.n_catalog += 1
         self.catalog[row] = item
         self.active[row] = True
+        self.penalty[row] = 0.0
         self.released_at[row] = item.released_at
         previous_artist = int(self.artist_of[row])
         artist = self._artist_row(item.artist)
@@ -225,6 +230,7 @@ class ItemIndex:
         if row is None or not self.active[row]:
             return False
         self.active[row] = False
+        self.penalty[row] = -np.inf
         return True
 
     def label(self, row: int) -> str:

@@ -1,0 +1,153 @@
+"""Engine latency and memory: recommend() p50/p95/p99 over a large catalog, learn µs/event.
+
+Run: ``.venv/bin/python bench/bench_engine.py`` (defaults: 50,000 items, 2,000
+users, 60,000 simulated events, 500 recommend() calls). Timings are CPU time of
+this process (``time.process_time_ns``) next to wall time, because the machine
+is shared; BLAS is pinned to one thread (a worker's matrix-vector products are
+small, and BLAS threads only add jitter on a busy machine).
+
+Memory is measured with ``tracemalloc`` as the growth when adding users (each
+with a few events) and items (catalog entry plus a play) to an already trained
+engine, i.e. the marginal cost beyond a fixed base.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before numpy is imported: one BLAS thread (see the module docstring).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream.engine import Engine, EngineConfig  # noqa: E402
+from stream.models import CatalogItem, EventType, Interaction  # noqa: E402
+from stream.simulator import World, WorldConfig  # noqa: E402
+
+
+def percentiles(samples_ns: list[int]) -> str:
+    values = np.array(samples_ns) / 1_000.0
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return f"p50 {p50:8.0f} µs   p95 {p95:8.0f} µs   p99 {p99:8.0f} µs   max {values.max():8.0f} µs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    world = World.generate(WorldConfig(n_users=args.users, n_items=args.items, seed=args.seed))
+    events = list(world.events(args.events))
+    print(
+        f"world: {args.users:,} users, {args.items:,} items, {len(events):,} events "
+        f"({time.perf_counter() - started:.1f} s to simulate)"
+    )
+
+    engine = Engine(EngineConfig(seed=args.seed))
+    for item in world.catalog:
+        engine.upsert_item(item)
+    cpu = time.process_time_ns()
+    wall = time.perf_counter_ns()
+    for event in events:
+        engine.learn(event)
+    learn_cpu = (time.process_time_ns() - cpu) / len(events) / 1_000
+    learn_wall = (time.perf_counter_ns() - wall) / len(events) / 1_000
+    print(
+        f"learn: {learn_cpu:.1f} µs/event CPU ({learn_wall:.1f} µs wall), "
+        f"{1e6 / learn_cpu:,.0f} events/s"
+    )
+
+    rng = np.random.default_rng(args.seed)
+    active = [u for u, state in engine.users.items() if state.n_events >= 5]
+    now = events[-1].timestamp + 60.0
+    devices = ["mobile", "desktop", "tv", None]
+    requests = [
+        (str(active[int(rng.integers(len(active)))]), devices[n % len(devices)])
+        for n in range(args.requests)
+    ]
+    for user, device in requests[:20]:  # warm-up: caches, first-call allocations
+        engine.recommend(user, now=now, device=device)
+    cpu_ns: list[int] = []
+    wall_ns: list[int] = []
+    n_items = 0
+    for user, device in requests:
+        c0 = time.process_time_ns()
+        w0 = time.perf_counter_ns()
+        rec = engine.recommend(user, now=now, device=device)
+        wall_ns.append(time.perf_counter_ns() - w0)
+        cpu_ns.append(time.process_time_ns() - c0)
+        n_items += len(rec.item_ids())
+    print(
+        f"recommend() over {len(engine.items):,} items, {len(requests)} known users "
+        f"({n_items / len(requests):.0f} items per list):"
+    )
+    print(f"  CPU  {percentiles(cpu_ns)}")
+    print(f"  wall {percentiles(wall_ns)}")
+    cold_ns = []
+    for n in range(100):
+        c0 = time.process_time_ns()
+        engine.recommend(f"cold-{n}", now=now, device=devices[n % len(devices)])
+        cold_ns.append(time.process_time_ns() - c0)
+    print(f"  cold-start users, CPU {percentiles(cold_ns)}")
+    rank_ns = []
+    for user, _ in requests[:200]:
+        c0 = time.process_time_ns()
+        engine.rank(user, 10, now=now)
+        rank_ns.append(time.process_time_ns() - c0)
+    print(f"rank(k=10), CPU {percentiles(rank_ns)}")
+    skip_ns = []
+    for event in events[-500:]:
+        c0 = time.process_time_ns()
+        engine.predict_skip(event)
+        skip_ns.append(time.process_time_ns() - c0)
+    print(f"predict_skip, CPU {percentiles(skip_ns)}")
+
+    # Marginal memory of users and items beyond the trained base.
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    item_ids = [item.item_id for item in world.catalog]
+    t = now
+    for n in range(1_000):
+        for k in range(20):
+            t += 1.0
+            item_id = item_ids[int(rng.integers(len(item_ids)))]
+            kind = EventType.SKIP if k % 4 == 3 else EventType.PLAY
+            engine.learn(Interaction(f"m{n}-{k}", f"mem-user-{n}", item_id, kind, t, 120_000))
+    after_users = tracemalloc.take_snapshot()
+    per_user = sum(s.size_diff for s in after_users.compare_to(base, "filename")) / 1_000
+    for n in range(10_000):
+        item = CatalogItem(f"mem-item-{n}", f"Title {n}", f"Artist {n % 900}", ("pop",), 200_000, t)
+        engine.upsert_item(item)
+        t += 1.0
+        engine.learn(
+            Interaction(f"mi{n}", f"mem-user-{n % 1_000}", item.item_id, EventType.PLAY, t)
+        )
+    after_items = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    per_item = sum(s.size_diff for s in after_items.compare_to(after_users, "filename")) / 10_000
+    print(
+        f"memory: {per_user:,.0f} B per new user (20 events each), "
+        f"{per_item:,.0f} B per new item (catalog entry + 1 play)"
+    )
+    print(
+        f"snapshot: {len(engine.snapshot()) / 1e6:.1f} MB for {len(engine.users):,} users, "
+        f"{len(engine.items):,} items"
+    )
+
+
+if __name__ == "__main__":
+    main()
