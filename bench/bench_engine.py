@@ -128,7 +128,8 @@ def main() -> None:
             kind = EventType.SKIP if k % 4 == 3 else EventType.PLAY
             engine.learn(Interaction(f"m{n}-{k}", f"mem-user-{n}", item_id, kind, t, 120_000))
     after_users = tracemalloc.take_snapshot()
-    per_user = sum(s.size_diff for s in after_users.compare_to(base, "filename")) / 1_000
+    user_diff = after_users.compare_to(base, "filename")
+    per_user = sum(s.size_diff for s in user_diff) / 1_000
     for n in range(10_000):
         item = CatalogItem(f"mem-item-{n}", f"Title {n}", f"Artist {n % 900}", ("pop",), 200_000, t)
         engine.upsert_item(item)
@@ -138,11 +139,19 @@ def main() -> None:
         )
     after_items = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    per_item = sum(s.size_diff for s in after_items.compare_to(after_users, "filename")) / 10_000
+    item_diff = after_items.compare_to(after_users, "filename")
+    per_item = sum(s.size_diff for s in item_diff) / 10_000
     print(
         f"memory: {per_user:,.0f} B per new user (20 events each), "
         f"{per_item:,.0f} B per new item (catalog entry + 1 play)"
     )
+    for label, diff, count in (("user", user_diff, 1_000), ("item", item_diff, 10_000)):
+        top = sorted(diff, key=lambda stat: -stat.size_diff)[:4]
+        where = ", ".join(
+            f"{Path(stat.traceback[0].filename).name} {stat.size_diff / count:,.0f} B"
+            for stat in top
+        )
+        print(f"  per {label}, by allocating module: {where}")
     print(
         f"snapshot: {len(engine.snapshot()) / 1e6:.1f} MB for {len(engine.users):,} users, "
         f"{len(engine.items):,} items"
