@@ -80,10 +80,15 @@ class EngineConfig:
     new_release_window
         How recent a release must be to appear in New releases.
     mf_blend, cooc_blend, taste_blend, popularity_blend
-        Weights of each sub-model in the Top picks score.
-    skip_rerank_weight, rerank_pool
-        How strongly P(play-through) from the skip model reshapes the blended
-        score, and how many top candidates it re-ranks.
+        Weights in the Top picks score of MF (raw), co-occurrence (relative to
+        the best candidate), taste (relative affinity) and popularity (log plays
+        relative to the most played candidate). Set on the simulator benchmark.
+    skip_rerank_weight
+        Weight of P(play-through) from the skip model in the same score.
+    rerank_pool
+        How many of the MF top items join the Top picks candidates (with
+        co-occurrence neighbours, favourite artists' and genres' items and the
+        popular chart).
     skip_learning_rate
         SGD step of the skip model's logistic regression.
     discover_arms

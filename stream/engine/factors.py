@@ -122,7 +122,14 @@ class FactorModel:
         ``may_sample=False`` lets the caller forbid negatives (for example an item
         the user has interacted with can't be a negative for them).
         """
-        self.river.learn_one(user_id, row, label)
+        river = self.river
+        # Latents in float32 (half the memory of River's float64 default; SGD updates them
+        # in place, so they stay float32). Created here, before River's defaultdicts would.
+        if user_id not in river.u_latents:
+            river.u_latents[user_id] = self._fresh_latents()
+        if row not in river.i_latents:
+            river.i_latents[row] = self._fresh_latents()
+        river.learn_one(user_id, row, label)
         self._sync(row)
         if label <= 0 or not may_sample:
             return
@@ -143,6 +150,10 @@ class FactorModel:
                 continue
             self.river.learn_one(user_id, negative, 0.0)
             self._sync(negative)
+
+    def _fresh_latents(self) -> np.ndarray:
+        latents: np.ndarray = self.river.latent_initializer(shape=self.n_factors)
+        return latents.astype(np.float32)
 
     def forget_user(self, user_id: str) -> bool:
         found = user_id in self.river.u_latents
