@@ -1,7 +1,10 @@
 """Thin Faust agents: decode -> call the engine -> send. One agent per module.
 
 They share one :class:`stream.pipeline.Pipeline` per worker process (the engine's
-hot state lives in memory, not in per-event table writes).
+hot state lives in memory, not in per-event table writes). Event topics are read
+by batch agents (``app.batch_agent``, see :mod:`stream.batching`): a handler gets a
+chunk of one partition's records, in offset order, and its offsets are committed
+only after it returned.
 """
 
 from __future__ import annotations
@@ -24,20 +27,29 @@ def worker_pipeline() -> Pipeline:
     return Pipeline(engine, max_event_bytes=settings.max_event_bytes)
 
 
-async def send_dead_letter(event: Any, rejection: Rejection) -> None:
-    """Publish ``rejection`` for the Faust ``event`` it came from, with the original bytes."""
+async def send_dead_letter(record: Any, rejection: Rejection) -> None:
+    """Publish ``rejection`` for a consumed ``record``, with its original bytes.
+
+    Waits until the broker has it: the record's offset is committed after this
+    returns, so a dead letter is never lost with its offset.
+    """
+    from stream.app import app
     from stream.topics import dead_letters_topic
 
-    message = event.message
-    await dead_letters_topic.send(
-        key=event.key,
-        value=encode_dead_letter(
+    delivery = await app.producer.send(
+        dead_letters_topic.get_topic_name(),
+        record.key,
+        encode_dead_letter(
             rejection,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=event.key,
-            value=event.value,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
             rejected_at=time.time(),
         ),
+        None,  # partition: by key
+        None,  # timestamp: now
+        None,  # headers
     )
+    await delivery

@@ -2,26 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 from agents import worker_pipeline
 from stream.app import app
 from stream.contracts import encode_recommendation_list
 from stream.settings import get_settings
 from stream.topics import recommendations_topic
 
+logger = logging.getLogger(__name__)
 
-async def publish_dirty_lists() -> int:
-    """One tick: a list for each user with new events, however many they had. Returns how many."""
+#: Users per slice of a tick; the event loop is released between slices.
+SLICE = 64
+
+
+async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
+    """One tick: a list for each user with new events, however many events they had.
+
+    Oldest-dirty users first; once ``budget_seconds`` is spent the rest wait for the
+    next tick, so a burst of users never starves learning. A list whose delivery
+    failed leaves its user dirty, to be retried. Returns how many lists were sent.
+    """
     pipeline = worker_pipeline()
-    users = pipeline.take_dirty()
-    for user_id in users:
-        recommendations = pipeline.recommend(user_id)
-        # (user_id, RecommendationList)
-        await recommendations_topic.send(
-            key=user_id.encode(), value=encode_recommendation_list(recommendations)
-        )
-    return len(users)
+    topic = recommendations_topic.get_topic_name()
+    deadline = None if budget_seconds is None else time.perf_counter() + budget_seconds
+    sent = 0
+    failed: list[str] = []
+    while deadline is None or time.perf_counter() < deadline:
+        users = pipeline.take_dirty(SLICE)
+        if not users:
+            break
+        deliveries = []
+        for user_id in users:
+            recommendations = pipeline.recommend(user_id)
+            # (user_id, RecommendationList) -> the compacted recommendations topic
+            deliveries.append(
+                await app.producer.send(
+                    topic,
+                    user_id.encode(),
+                    encode_recommendation_list(recommendations),
+                    None,
+                    None,
+                    None,
+                )
+            )
+        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        for user_id, outcome in zip(users, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                logger.warning("list for %s not delivered (%r); will retry", user_id, outcome)
+                failed.append(user_id)
+            else:
+                sent += 1
+    for user_id in failed:  # next tick, not this one: the broker needs time
+        pipeline.mark_dirty(user_id)
+    return sent
 
 
-publish_recommendations = app.timer(
-    interval=get_settings().publish_interval_ms / 1000, name="publish_recommendations"
-)(publish_dirty_lists)
+_interval = get_settings().publish_interval_ms / 1000
+
+
+@app.timer(interval=_interval, name="publish_recommendations")
+async def publish_recommendations() -> None:
+    # at most half of each interval, so learning keeps up under load
+    await publish_dirty_lists(budget_seconds=_interval / 2)

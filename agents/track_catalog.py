@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from typing import Any
+
+from faust.types import TP
 
 from agents import send_dead_letter, worker_pipeline
 from stream.app import app
@@ -11,12 +13,12 @@ from stream.contracts import Rejection
 from stream.topics import catalog_topic
 
 
-@app.agent(catalog_topic)
-async def track_catalog(stream: AsyncIterator[Any]) -> None:
+@app.batch_agent(catalog_topic)
+async def track_catalog(tp: TP, records: Sequence[Any]) -> None:
     pipeline = worker_pipeline()
-    async for event in stream.events():  # type: ignore[attr-defined]
+    for record in records:
         # (key bytes, raw value bytes or None for a tombstone)
-        outcome = pipeline.ingest_catalog(event.value, key=event.key)
+        outcome = pipeline.ingest_catalog(record.value, key=record.key)
         # CatalogItem (upserted) | str (removed item id) | Rejection
         if isinstance(outcome, Rejection):
-            await send_dead_letter(event, outcome)
+            await send_dead_letter(record, outcome)

@@ -8,10 +8,12 @@ project's commands (``kafka``, ``topics``, ``simulate``, ``tail``, ``evaluate``,
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
+from stream.batching import BatchHandler, BatchTransport
 from stream.settings import Settings, get_settings
 
 
@@ -36,8 +38,35 @@ def broker_credentials(settings: Settings) -> Any:
 
 
 class EncoreApp(faust.App):
-    """Faust's app, plus: every Encore topic exists (right partitions, compaction) before
-    the worker consumes or produces. Faust itself only creates the topics it consumes."""
+    """Faust's app, plus two things.
+
+    - Every Encore topic exists (right partitions, compaction) before the worker
+      consumes or produces; Faust itself only creates the topics it consumes.
+    - Batch agents (:meth:`batch_agent`): event topics are processed a partition
+      chunk at a time by :mod:`stream.batching`, not message by message.
+    """
+
+    #: records per batch-handler call: bounds how long the event loop is held
+    batch_chunk_size = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers: dict[str, BatchHandler] = {}
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+    def batch_agent(self, *topics: faust.TopicT) -> Callable[[BatchHandler], BatchHandler]:
+        """Register ``handler(tp, records)`` for every partition chunk of ``topics``."""
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            for topic in topics:
+                self.topics.add(topic)  # subscribes; it is never read through a Stream
+                for name in topic.topics:
+                    self.batch_handlers[name] = handler
+            return handler
+
+        return register
 
     async def on_first_start(self) -> None:
         from stream.topics import ensure_topics
@@ -66,6 +95,8 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         # Lists are published on a short timer; do not hold them back in the producer.
         producer_linger=0.0,
+        # Large fetches feed the batch handlers (chunks of batch_chunk_size).
+        broker_max_poll_records=5000,
     )
 
 

@@ -20,6 +20,7 @@ the agents share one implementation.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import Counter
@@ -120,11 +121,20 @@ class Pipeline:
             return rejection
         return None
 
-    def take_dirty(self) -> list[str]:
-        """Users whose list is out of date, oldest first; clears the set."""
-        users = list(self._dirty)
-        self._dirty.clear()
+    def take_dirty(self, limit: int | None = None) -> list[str]:
+        """Up to ``limit`` users whose list is out of date, oldest first, taken off the set."""
+        if limit is None or limit >= len(self._dirty):
+            users = list(self._dirty)
+            self._dirty.clear()
+            return users
+        users = list(itertools.islice(self._dirty, limit))
+        for user_id in users:
+            del self._dirty[user_id]
         return users
+
+    def mark_dirty(self, user_id: str) -> None:
+        """Ask for a fresh list for ``user_id`` (e.g. after a failed publish)."""
+        self._dirty[user_id] = None
 
     def recommend(self, user_id: str) -> RecommendationList:
         recommendations = self.engine.recommend(user_id, now=self.clock())

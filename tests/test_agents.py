@@ -1,27 +1,46 @@
-"""The agents without Kafka: ``agent.test_context()`` with the outbound topics mocked."""
+"""The agents without Kafka: batch handlers fed records directly, the producer mocked."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from unittest.mock import AsyncMock
 
 import orjson
 import pytest
+from faust.types import TP
 
 import agents
-from agents.learn_from_interactions import learn_from_plays, learn_from_skips
+from agents.learn_from_interactions import learn_from_interactions
 from agents.publish_recommendations import publish_dirty_lists
 from agents.track_catalog import track_catalog
-from stream.app import app as encore_app
+from stream.app import app
 from stream.contracts import decode_recommendation_list
-from stream.topics import dead_letters_topic, recommendations_topic
+from stream.topics import (
+    catalog_topic,
+    dead_letters_topic,
+    plays_topic,
+    recommendations_topic,
+    skips_topic,
+)
 
 
-@pytest.fixture
-def app():
-    encore_app.finalize()
-    encore_app.conf.store = "memory://"
-    encore_app.flow_control.resume()
-    return encore_app
+@dataclass(frozen=True)
+class Record:
+    """The fields of an aiokafka ConsumerRecord the handlers use."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def records(topic, *messages: tuple[bytes | None, bytes | None]) -> tuple[TP, list[Record]]:
+    name = topic.get_topic_name()
+    return TP(name, 0), [
+        Record(name, 0, offset, key, value) for offset, (key, value) in enumerate(messages)
+    ]
 
 
 @pytest.fixture
@@ -32,17 +51,18 @@ def pipeline():
 
 
 @pytest.fixture
-def dead_letters(monkeypatch):
-    send = AsyncMock()
-    monkeypatch.setattr(dead_letters_topic, "send", send)
-    return send
+def sent(monkeypatch):
+    """Messages handed to the producer, by topic: {topic: [(key, value), ...]}."""
+    by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
 
+    async def send(topic, key, value, partition, timestamp, headers):
+        by_topic.setdefault(topic, []).append((key, value))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
 
-@pytest.fixture
-def published(monkeypatch):
-    send = AsyncMock()
-    monkeypatch.setattr(recommendations_topic, "send", send)
-    return send
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=send))
+    return by_topic
 
 
 def _play(user="u1", item="i1", kind="play", **extra) -> bytes:
@@ -58,57 +78,90 @@ def _play(user="u1", item="i1", kind="play", **extra) -> bytes:
     return orjson.dumps({**doc, **extra})
 
 
-async def test_a_valid_play_is_learned_and_marks_the_user_dirty(app, pipeline, dead_letters):
-    async with learn_from_plays.test_context() as agent:
-        await agent.put(_play(), key=b"u1")
+def _dead_letters(sent) -> list[dict]:
+    return [orjson.loads(value) for _, value in sent.get(dead_letters_topic.get_topic_name(), [])]
+
+
+async def test_a_valid_play_is_learned_and_marks_the_user_dirty(pipeline, sent):
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play())))
     assert pipeline.engine.user_counts("u1") == {"play": 1, "skip": 0, "replay": 0}
     assert pipeline.take_dirty() == ["u1"]
-    dead_letters.assert_not_awaited()
+    assert sent == {}
 
 
-async def test_a_bad_message_becomes_one_dead_letter_and_the_next_is_still_learned(
-    app, pipeline, dead_letters
-):
-    async with learn_from_plays.test_context() as agent:
-        await agent.put(b"not json at all", key=b"u1")
-        await agent.put(_play(kind="skip"), key=b"u1")  # a skip on the plays topic
-        await agent.put(_play(item="i2"), key=b"u1")
-    assert dead_letters.await_count == 2
-    reasons = [
-        orjson.loads(call.kwargs["value"])["reason"] for call in dead_letters.await_args_list
+async def test_bad_messages_become_one_dead_letter_each_and_the_rest_is_learned(pipeline, sent):
+    tp, batch = records(
+        plays_topic,
+        (b"u1", b"not json at all"),
+        (b"u1", _play(kind="skip")),  # a skip on the plays topic
+        (b"u1", _play(item="i2")),
+        (b"u2", _play()),  # key is not the user id
+    )
+    await learn_from_interactions(tp, batch)
+    letters = _dead_letters(sent)
+    assert [letter["reason"] for letter in letters] == [
+        "invalid_json",
+        "type_mismatch",
+        "key_mismatch",
     ]
-    assert reasons == ["invalid_json", "type_mismatch"]
+    assert [letter["offset"] for letter in letters] == [0, 1, 3]
     assert pipeline.engine.user_counts("u1")["play"] == 1
 
 
-async def test_skips_agent_expects_skips(app, pipeline, dead_letters):
-    async with learn_from_skips.test_context() as agent:
-        await agent.put(_play(kind="skip", ms_played=2_000), key=b"u1")
+async def test_the_skips_topic_expects_skips(pipeline, sent):
+    await learn_from_interactions(
+        *records(skips_topic, (b"u1", _play(kind="skip", ms_played=2_000)))
+    )
     assert pipeline.engine.user_counts("u1") == {"play": 0, "skip": 1, "replay": 0}
-    dead_letters.assert_not_awaited()
+    assert sent == {}
 
 
-async def test_publish_sends_one_list_per_dirty_user_however_many_events(
-    app, pipeline, dead_letters, published
-):
-    async with learn_from_plays.test_context() as agent:
-        for item in ("i1", "i2", "i3"):
-            await agent.put(_play(item=item), key=b"u1")
-        await agent.put(_play(user="u2"), key=b"u2")
+async def test_publish_sends_one_list_per_dirty_user_however_many_events(pipeline, sent):
+    await learn_from_interactions(
+        *records(
+            plays_topic,
+            (b"u1", _play(item="i1")),
+            (b"u1", _play(item="i2")),
+            (b"u1", _play(item="i3")),
+            (b"u2", _play(user="u2")),
+        )
+    )
     assert await publish_dirty_lists() == 2
-    assert published.await_count == 2
     lists = {
-        call.kwargs["key"]: decode_recommendation_list(call.kwargs["value"])
-        for call in published.await_args_list
+        key: decode_recommendation_list(value)
+        for key, value in sent[recommendations_topic.get_topic_name()]
     }
     assert set(lists) == {b"u1", b"u2"}
     assert lists[b"u1"].based_on_events == 3
     assert lists[b"u1"].last_event_id == "u1-i3-play"
+    assert await publish_dirty_lists() == 0, "nothing new, nothing published"
+
+
+async def test_a_failed_delivery_leaves_the_user_waiting_for_the_next_tick(
+    pipeline, sent, monkeypatch
+):
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play())))
+
+    async def failing_send(*args):
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(ConnectionError("broker gone"))
+        return failed
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=failing_send))
     assert await publish_dirty_lists() == 0
-    assert published.await_count == 2, "nothing new, nothing published"
+    assert pipeline.take_dirty() == ["u1"]
 
 
-async def test_catalog_items_and_tombstones(app, pipeline, dead_letters):
+async def test_publishing_stops_at_its_budget_and_keeps_the_rest_for_later(pipeline, sent):
+    await learn_from_interactions(
+        *records(plays_topic, *[(f"u{n}".encode(), _play(user=f"u{n}")) for n in range(200)])
+    )
+    first = await publish_dirty_lists(budget_seconds=0.0)
+    assert first == 0
+    assert await publish_dirty_lists() == 200
+
+
+async def test_catalog_items_tombstones_and_bad_items(pipeline, sent):
     item = {
         "item_id": "t-1",
         "title": "Northern Lights",
@@ -117,10 +170,16 @@ async def test_catalog_items_and_tombstones(app, pipeline, dead_letters):
         "duration_ms": 200_000,
         "release_date": "2026-11-01",
     }
-    async with track_catalog.test_context() as agent:
-        await agent.put(orjson.dumps(item), key=b"t-1")
-        await agent.put(orjson.dumps({**item, "duration_ms": "long"}), key=b"t-1")
-        await agent.put(None, key=b"t-1")
-    assert dead_letters.await_count == 1
-    letter = orjson.loads(dead_letters.await_args.kwargs["value"])
-    assert (letter["reason"], letter["field"]) == ("schema_violation", "data.duration_ms")
+    await track_catalog(
+        *records(
+            catalog_topic,
+            (b"t-1", orjson.dumps(item)),
+            (b"t-1", orjson.dumps({**item, "duration_ms": "long"})),
+            (b"t-1", None),
+        )
+    )
+    letters = _dead_letters(sent)
+    assert [(letter["reason"], letter["field"]) for letter in letters] == [
+        ("schema_violation", "data.duration_ms")
+    ]
+    assert pipeline.catalog_items == 1
