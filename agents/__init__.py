@@ -24,7 +24,12 @@ def worker_pipeline() -> Pipeline:
     """The pipeline of this worker process, created on first use."""
     settings = get_settings()
     engine = Engine(EngineConfig(seed=settings.seed, row_size=settings.row_size))
-    return Pipeline(engine, max_event_bytes=settings.max_event_bytes)
+    return Pipeline(
+        engine,
+        max_event_bytes=settings.max_event_bytes,
+        max_event_future=settings.max_event_future_seconds,
+        max_event_age=settings.max_event_age_seconds,
+    )
 
 
 async def send_dead_letter(record: Any, rejection: Rejection) -> None:

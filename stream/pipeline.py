@@ -48,6 +48,10 @@ class Pipeline:
         The recommender engine that learns and recommends.
     max_event_bytes
         Larger messages are rejected before parsing.
+    max_event_future, max_event_age
+        Events more than this many seconds ahead of the worker's clock, or older
+        than this (0 = no limit), are rejected: a wrong clock or unit upstream
+        would otherwise skew every decayed score.
     clock
         Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
     """
@@ -57,10 +61,14 @@ class Pipeline:
         engine: Engine,
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_event_future: float = 300.0,
+        max_event_age: float = 30 * 86_400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.max_event_bytes = max_event_bytes
+        self.max_event_future = max_event_future
+        self.max_event_age = max_event_age
         self.clock = clock
         # Insertion-ordered set: users are refreshed in the order they became dirty.
         self._dirty: dict[str, None] = {}
@@ -80,6 +88,10 @@ class Pipeline:
         if isinstance(outcome, Rejection):
             self.rejected[outcome.reason] += 1
             return outcome
+        out_of_range = self._check_event_time(outcome.timestamp)
+        if out_of_range is not None:
+            self.rejected[out_of_range.reason] += 1
+            return out_of_range
         failure = self._apply(self.engine.learn, outcome)
         if failure is not None:
             return failure
@@ -87,6 +99,24 @@ class Pipeline:
         self._dirty[outcome.user_id] = None
         self.last_event_processed_at = self.clock()
         return outcome
+
+    def _check_event_time(self, timestamp: float) -> Rejection | None:
+        now = self.clock()
+        if timestamp > now + self.max_event_future:
+            return Rejection(
+                "timestamp_in_future",
+                f"occurred_at is {timestamp - now:.0f}s ahead of the worker's clock "
+                f"(limit {self.max_event_future:.0f}s)",
+                "data.occurred_at",
+            )
+        if self.max_event_age and timestamp < now - self.max_event_age:
+            return Rejection(
+                "timestamp_too_old",
+                f"occurred_at is {(now - timestamp) / 86_400:.1f} days old "
+                f"(limit {self.max_event_age / 86_400:.1f} days)",
+                "data.occurred_at",
+            )
+        return None
 
     def ingest_catalog(
         self, raw: bytes | None, *, key: bytes | None

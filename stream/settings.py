@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         50, ge=1, description="How often dirty users' lists are refreshed (debounce window)."
     )
     max_event_bytes: int = Field(16 * 1024, ge=256)
+    max_event_future_seconds: float = Field(
+        300.0, ge=0, description="Events further ahead of the worker's clock are rejected."
+    )
+    max_event_age_seconds: float = Field(
+        30 * 86_400.0, ge=0, description="Older events are rejected (0 = any age, for backfills)."
+    )
     row_size: int = Field(10, ge=1, le=100, description="Items per row in published lists.")
     seed: int = Field(0, description="Seed of the engine's random choices.")
     # --- worker

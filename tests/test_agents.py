@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from unittest.mock import AsyncMock
 
@@ -15,7 +16,7 @@ from agents.learn_from_interactions import learn_from_interactions
 from agents.publish_recommendations import publish_dirty_lists
 from agents.track_catalog import track_catalog
 from stream.app import app
-from stream.contracts import decode_recommendation_list
+from stream.contracts import decode_recommendation_list, format_time
 from stream.topics import (
     catalog_topic,
     dead_letters_topic,
@@ -71,7 +72,7 @@ def _play(user="u1", item="i1", kind="play", **extra) -> bytes:
         "type": kind,
         "user_id": user,
         "item_id": item,
-        "occurred_at": "2026-11-22T18:00:00Z",
+        "occurred_at": format_time(time.time() - 60),
         "ms_played": 150_000,
         "duration_ms": 200_000,
     }
@@ -183,3 +184,21 @@ async def test_catalog_items_tombstones_and_bad_items(pipeline, sent):
         ("schema_violation", "data.duration_ms")
     ]
     assert pipeline.catalog_items == 1
+
+
+async def test_events_outside_the_time_window_are_dead_lettered(pipeline, sent):
+    now = pipeline.clock()
+    await learn_from_interactions(
+        *records(
+            plays_topic,
+            (b"u1", _play(item="future", occurred_at=format_time(now + 3_600))),
+            (b"u1", _play(item="ancient", occurred_at="1999-01-01T00:00:00Z")),
+            (b"u1", _play(item="fine", occurred_at=format_time(now - 60))),
+        )
+    )
+    letters = _dead_letters(sent)
+    assert [(letter["reason"], letter["field"]) for letter in letters] == [
+        ("timestamp_in_future", "data.occurred_at"),
+        ("timestamp_too_old", "data.occurred_at"),
+    ]
+    assert pipeline.engine.user_counts("u1")["play"] == 1
