@@ -5,7 +5,9 @@ returns. Keeping this here (no Faust import) lets unit tests, the benchmark and
 the agents share one implementation.
 
 >>> from stream.engine import Engine, EngineConfig
->>> pipeline = Pipeline(Engine(EngineConfig(seed=0)))
+>>> from stream.contracts import parse_time
+>>> clock = lambda: parse_time("2026-11-22T18:00:05Z")  # a fixed "now"
+>>> pipeline = Pipeline(Engine(EngineConfig(seed=0)), clock=clock)
 >>> raw = (b'{"event_id":"e1","type":"play","user_id":"u1","item_id":"i1",'
 ...        b'"occurred_at":"2026-11-22T18:00:00Z","ms_played":1000}')
 >>> pipeline.ingest_event(raw, key=b"u1", event_type=EventType.PLAY).item_id
