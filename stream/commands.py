@@ -258,7 +258,7 @@ def simulate_command(
 # --------------------------------------------------------------------------- tail
 
 
-def render_list(recommendations: Any) -> Any:
+def render_list(recommendations: Any, max_per_row: int | None = None) -> Any:
     """A rich renderable of one recommendation list: one table, a section per row."""
     from rich.table import Table
 
@@ -279,7 +279,7 @@ def render_list(recommendations: Any) -> Any:
     table.add_column("score", justify="right")
     table.add_column("why")
     for row in recommendations.rows:
-        for position, item in enumerate(row.items):
+        for position, item in enumerate(row.items[:max_per_row]):
             table.add_row(
                 row.title if position == 0 else "",
                 str(position + 1),
@@ -540,7 +540,7 @@ def demo_command(n_events: int, rate: float, show: int, seed: int) -> None:
             )
             for user_id in active:
                 if user_id in lists:
-                    out.print(render_list(lists[user_id]))
+                    out.print(render_list(lists[user_id], max_per_row=5))
             missing = [user for user in active if user not in lists]
             if missing:
                 _fail(f"no list published for {missing}; see {root / 'worker.log'}")
