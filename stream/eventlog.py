@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, Final, Literal
+from typing import IO, Any, Final, Literal
 
 import orjson
 
@@ -125,13 +125,7 @@ def write_events(path: PathLike, events: Iterable[Interaction]) -> int:
     >>> path.read_text()
     '{"event_id":"e1","type":"skip","user_id":"u1","item_id":"t1","occurred_at":"1970-01-01T00:01:00.000Z","ms_played":4000}\\n'
     """
-    count = 0
-    with _open_binary(path, "wb") as out:
-        for event in events:
-            out.write(orjson.dumps(interaction_to_wire(event)))
-            out.write(b"\n")
-            count += 1
-    return count
+    return _write_jsonl(path, map(interaction_to_wire, events))
 
 
 def write_catalog(path: PathLike, items: Iterable[CatalogItem]) -> int:
@@ -151,10 +145,15 @@ def write_catalog(path: PathLike, items: Iterable[CatalogItem]) -> int:
     >>> read_catalog(path) == [item]
     True
     """
+    return _write_jsonl(path, map(catalog_item_to_wire, items))
+
+
+def _write_jsonl(path: PathLike, documents: Iterable[dict[str, Any]]) -> int:
+    """One JSON document per line; returns how many were written."""
     count = 0
     with _open_binary(path, "wb") as out:
-        for item in items:
-            out.write(orjson.dumps(catalog_item_to_wire(item)))
+        for document in documents:
+            out.write(orjson.dumps(document))
             out.write(b"\n")
             count += 1
     return count
