@@ -1,0 +1,519 @@
+"""Encore's worker under load: a backlog, paced runs with freshness, and memory.
+
+Each measurement drives a real ``encore worker`` subprocess (see
+:mod:`stream.processes`) through Kafka and reads what it did from its
+``GET /stats/`` counters and from the ``recommendations`` topic -- the same
+way a downstream app would see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.common import (
+    BenchTopics,
+    Message,
+    cpu_seconds,
+    event_payload,
+    fetch_worker_stats,
+    per_second,
+    percentiles,
+    rss_kib,
+)
+from stream.contracts import encode_catalog_item, format_time
+from stream.models import CatalogItem, Interaction
+from stream.processes import free_port, running_worker
+
+#: How often /stats/ is polled while waiting: fine enough for runs of seconds, cheap for the worker.
+POLL_SECONDS = 0.05
+#: A list count unchanged for this long (and nobody waiting) means the publisher is idle.
+QUIET_SECONDS = 0.3
+
+
+class WorkerRunFailed(RuntimeError):
+    """The worker did not reach the expected state in time; the message says how far it got."""
+
+
+@dataclass
+class RunningEncore:
+    """A ready ``encore worker`` subprocess and how to reach it."""
+
+    pid: int
+    web_port: int
+    log_path: Path
+    stats_session: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+    async def stats(self) -> dict[str, Any]:
+        if self.stats_session is None:
+            self.stats_session = aiohttp.ClientSession()
+        return await fetch_worker_stats(self.stats_session, self.web_port)
+
+    async def close(self) -> None:
+        if self.stats_session is not None:
+            await self.stats_session.close()
+            self.stats_session = None
+
+    async def wait_until(
+        self,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        what: str,
+        on_sample: Callable[[float, dict[str, Any]], None] | None = None,
+    ) -> tuple[float, dict[str, Any]]:
+        """Poll /stats/ until ``done(stats)``; returns (monotonic time, stats) of that poll."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = await self.stats()
+            now = time.monotonic()
+            if on_sample is not None:
+                on_sample(now, stats)
+            if done(stats):
+                return now, stats
+            if now > deadline:
+                raise WorkerRunFailed(
+                    f"worker not {what} after {timeout:.0f}s; last stats {stats}; "
+                    f"log: {self.log_path}"
+                )
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def wait_until_lists_drained(self, timeout: float) -> tuple[float, dict[str, Any]]:
+        """Wait until no user waits for a list and the publisher has been quiet for a while.
+
+        ``users_waiting_for_a_list`` drops to 0 as soon as a publishing tick takes its
+        users, before their lists are sent, so a steady ``lists_published`` is needed too.
+        Returns the time the final list count was first seen.
+        """
+        last_count, changed_at = -1, time.monotonic()
+
+        def quiet(stats: dict[str, Any]) -> bool:
+            nonlocal last_count, changed_at
+            now = time.monotonic()
+            if stats["lists_published"] != last_count:
+                last_count, changed_at = stats["lists_published"], now
+            return stats["users_waiting_for_a_list"] == 0 and now - changed_at >= QUIET_SECONDS
+
+        _, stats = await self.wait_until(quiet, timeout, "done publishing")
+        return changed_at, stats
+
+
+def _handled(stats: dict[str, Any]) -> int:
+    """Events the worker is done with: accepted or dead-lettered."""
+    return int(stats["events_accepted"] + sum(stats["rejected_by_reason"].values()))
+
+
+@contextlib.contextmanager
+def encore_worker(
+    bootstrap: str,
+    topics: BenchTopics,
+    partitions: int,
+    work_dir: Path,
+    name: str,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[RunningEncore]:
+    """A fresh worker (own consumer group and data dir) on ``topics``, stopped afterwards."""
+    run_id = f"{name}-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = {
+        "ENCORE_BROKER": bootstrap,
+        "ENCORE_TOPIC_PREFIX": topics.prefix,
+        "ENCORE_APP_ID": f"bench-{run_id}",
+        "ENCORE_PARTITIONS": str(partitions),
+        "ENCORE_DATA_DIR": str(work_dir / f"worker-data-{run_id}"),
+        "ENCORE_WEB_PORT": str(port),
+        "ENCORE_WEB_ENABLED": "true",
+        **(extra_env or {}),
+    }
+    log_path = work_dir / f"worker-{run_id}.log"
+    with running_worker(env, log_path, timeout=120.0) as process:
+        yield RunningEncore(pid=process.pid, web_port=port, log_path=log_path)
+
+
+# --------------------------------------------------------------------------- backlog
+
+
+async def measure_backlog(
+    worker: RunningEncore, expected_events: int, catalog_items: int, time_limit: float
+) -> dict[str, Any]:
+    """Time a fresh worker through the pre-produced backlog: events accepted, then lists.
+
+    The clock starts at the first poll that sees an accepted event (start-up is left
+    out, as in the ceilings) and stops at the worker's own ``last_event_processed_at``
+    for ingest, and when publishing went quiet for end to end. The catalog is read
+    concurrently, as after a restart. A worker too slow to finish within
+    ``time_limit`` is measured over what it did (``complete`` is then false and
+    there is no end-to-end figure): a sustained rate needs seconds, not the whole
+    backlog, and the benchmark must stay within minutes.
+    """
+    first: dict[str, float] = {}
+
+    def note_first_event(now: float, stats: dict[str, Any]) -> None:
+        if stats["events_accepted"] and not first:
+            first.update(
+                at=now,
+                wall=time.time(),
+                cpu=cpu_seconds(worker.pid),
+                accepted=stats["events_accepted"],
+            )
+
+    deadline = time.monotonic() + time_limit
+    try:
+        accepted_at, stats = await worker.wait_until(
+            lambda stats: _handled(stats) >= expected_events,
+            time_limit,
+            "through the backlog",
+            on_sample=note_first_event,
+        )
+        complete = True
+    except WorkerRunFailed:
+        accepted_at, stats, complete = time.monotonic(), await worker.stats(), False
+    if not first:
+        raise WorkerRunFailed(f"the worker accepted no event in {time_limit:.0f}s")
+    cpu_at_accepted = cpu_seconds(worker.pid)
+    # The worker stamps its last event with its wall clock: more exact than the poll.
+    ingest_end_wall = stats["last_event_processed_at"] or time.time()
+    ingest_seconds = ingest_end_wall - first["wall"]
+    counted = stats["events_accepted"] - first["accepted"]  # accepted inside the window
+    result: dict[str, Any] = {
+        "events": expected_events,
+        "catalog_items": catalog_items,
+        "complete": complete,
+        "events_accepted": stats["events_accepted"],
+        "ingest_seconds": round(ingest_seconds, 3),
+        "ingest_events_per_second": per_second(counted, ingest_seconds),
+        "cpu_us_per_event_ingest": round(
+            (cpu_at_accepted - first["cpu"]) / max(1, counted) * 1e6, 1
+        ),
+        "end_to_end_seconds": None,
+        "end_to_end_events_per_second": None,
+        "list_backlog_drain_seconds": None,
+        "users_waiting_for_a_list_at_stop": stats["users_waiting_for_a_list"],
+    }
+    if complete:
+        drained_at, stats = await worker.wait_until_lists_drained(
+            max(10.0, deadline - time.monotonic())
+        )
+        end_to_end_seconds = drained_at - first["at"]
+        result.update(
+            end_to_end_seconds=round(end_to_end_seconds, 3),
+            end_to_end_events_per_second=per_second(counted, end_to_end_seconds),
+            list_backlog_drain_seconds=round(max(0.0, drained_at - accepted_at), 3),
+            users_waiting_for_a_list_at_stop=stats["users_waiting_for_a_list"],
+        )
+    cpu_now, window = cpu_seconds(worker.pid), time.monotonic() - first["at"]
+    result.update(
+        lists_published=stats["lists_published"],
+        events_per_list=round(stats["events_accepted"] / max(1, stats["lists_published"]), 2),
+        rejected=stats["rejected_by_reason"],
+        cpu_share_of_one_core=round((cpu_now - first["cpu"]) / max(1e-9, window), 2),
+        rss_mib_after=round(rss_kib(worker.pid) / 1024, 1),
+    )
+    return result
+
+
+async def warm_up(
+    worker: RunningEncore, expected_events: int, catalog_items: int, timeout: float
+) -> dict[str, Any]:
+    """Wait until a fresh worker read the catalog, learned its warm-up events and published."""
+    started = time.monotonic()
+    await worker.wait_until(
+        lambda stats: (
+            _handled(stats) >= expected_events
+            and stats["catalog_messages_applied"] >= catalog_items
+        ),
+        timeout,
+        "warmed up",
+    )
+    _, stats = await worker.wait_until_lists_drained(timeout)
+    return {
+        "events": expected_events,
+        "seconds": round(time.monotonic() - started, 1),
+        "lists_published": stats["lists_published"],
+    }
+
+
+# --------------------------------------------------------------------------- paced runs
+
+
+@dataclass
+class _PacedLog:
+    """What a paced run records while it runs; analysed afterwards, off the clock."""
+
+    produced_at: dict[str, float] = field(default_factory=dict)  # event_id -> wall time sent
+    user_events: dict[str, list[str]] = field(default_factory=dict)  # user -> ids in send order
+    arrivals: list[tuple[float, bytes]] = field(default_factory=list)  # (wall time, list bytes)
+    max_behind_seconds: float = 0.0
+    first_sent_at: float = 0.0
+    last_sent_at: float = 0.0
+
+
+async def _open_list_reader(bootstrap: str, topic: str, partitions: int) -> AIOKafkaConsumer:
+    """A consumer on every partition of ``topic``, positioned at its end (only new lists)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    assigned = [TopicPartition(topic, partition) for partition in range(partitions)]
+    consumer.assign(assigned)
+    await consumer.seek_to_end(*assigned)
+    for partition in assigned:
+        await consumer.position(partition)  # resolve "end" now, before anything is produced
+    return consumer
+
+
+async def _read_lists(consumer: AIOKafkaConsumer, log: _PacedLog, stop: asyncio.Event) -> None:
+    # Only the arrival time and raw bytes: decoding here would steal CPU from the worker.
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=50)
+        arrived_at = time.time()
+        for records in batches.values():
+            log.arrivals.extend((arrived_at, record.value) for record in records)
+
+
+async def _produce_paced(
+    producer: AIOKafkaProducer,
+    topics: BenchTopics,
+    events: list[Interaction],
+    rate: float,
+    tag: str,
+    log: _PacedLog,
+) -> None:
+    """Send ``events`` at ``rate`` per second; each gets a fresh id and ``occurred_at`` = now."""
+    started = time.perf_counter()
+    log.first_sent_at = time.time()
+    for index, event in enumerate(events):
+        due = started + index / rate
+        ahead = due - time.perf_counter()
+        if ahead > 0.002:
+            await asyncio.sleep(ahead)  # bursts of at most 2 ms of events: a steady stream
+        elif index % 64 == 0:
+            await asyncio.sleep(0)  # let the list reader run even when behind schedule
+        log.max_behind_seconds = max(log.max_behind_seconds, time.perf_counter() - due)
+        event_id = f"{tag}-{index:08d}"
+        sent_at = time.time()
+        log.produced_at[event_id] = sent_at
+        log.user_events.setdefault(event.user_id, []).append(event_id)
+        await producer.send(
+            topics.for_event_type(event.type),
+            event_payload(event, event_id=event_id, occurred_at=sent_at),
+            key=event.user_id.encode(),
+        )
+    log.last_sent_at = time.time()
+    await producer.flush()
+
+
+def _analyse_paced(log: _PacedLog) -> dict[str, Any]:
+    """Freshness of each list, and which events were reflected by a list, from the records."""
+    freshness: list[float] = []
+    older_lists = 0
+    position_in_user: dict[str, tuple[str, int]] = {
+        event_id: (user, position)
+        for user, ids in log.user_events.items()
+        for position, event_id in enumerate(ids)
+    }
+    covered_upto: dict[str, int] = {}  # user -> last position a received list reflects
+    event_to_list: list[float] = []
+    for arrived_at, value in log.arrivals:  # in arrival order
+        last_event_id = orjson.loads(value).get("last_event_id")
+        if last_event_id not in log.produced_at:
+            older_lists += 1  # a list about events from before this run
+            continue
+        freshness.append(arrived_at - log.produced_at[last_event_id])
+        user, position = position_in_user[last_event_id]
+        # A list reflects its last event and (approximately: plays, skips and replays
+        # travel on different topics) the user's earlier events of this run.
+        ids = log.user_events[user]
+        for earlier in range(covered_upto.get(user, -1) + 1, position + 1):
+            event_to_list.append(arrived_at - log.produced_at[ids[earlier]])
+        covered_upto[user] = max(covered_upto.get(user, -1), position)
+    produced = len(log.produced_at)
+    return {
+        "lists_received": len(log.arrivals),
+        "lists_about_this_run": len(freshness),
+        "lists_about_earlier_events": older_lists,
+        "freshness_ms": percentiles(freshness),
+        "events_reflected_share": round(len(event_to_list) / produced, 4) if produced else None,
+        "event_to_first_list_ms": percentiles(event_to_list),
+        "users": len(log.user_events),
+    }
+
+
+async def paced_run(
+    bootstrap: str,
+    topics: BenchTopics,
+    partitions: int,
+    worker: RunningEncore,
+    events: list[Interaction],
+    rate: float,
+    tag: str,
+    drain_timeout: float,
+    events_produced_before: int,
+) -> dict[str, Any]:
+    """Produce ``events`` at ``rate``/s into a warm worker; freshness of the lists it publishes.
+
+    Freshness of a list = when it was readable on ``recommendations`` minus when
+    its ``last_event_id`` was handed to the producer (same clock, same process).
+    ``events_produced_before`` (all events ever produced to the worker's topics)
+    tells whether the worker still had a backlog when the run started.
+    """
+    log = _PacedLog()
+    reader = await _open_list_reader(bootstrap, topics.recommendations, partitions)
+    # A small linger, as an upstream app would use: it is part of the measured freshness.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+    await producer.start()
+    stop_reading = asyncio.Event()
+    reading = asyncio.create_task(_read_lists(reader, log, stop_reading))
+    try:
+        before = await worker.stats()
+        cpu_before = cpu_seconds(worker.pid)
+        backlog_at_start = events_produced_before - _handled(before)
+        production_start = time.monotonic()
+        await _produce_paced(producer, topics, events, rate, tag, log)
+        production_end = time.monotonic()
+        at_end = await worker.stats()
+        all_produced = events_produced_before + len(events)
+        try:
+            await worker.wait_until(
+                lambda stats: _handled(stats) >= all_produced, drain_timeout, "caught up"
+            )
+            remaining = max(1.0, drain_timeout - (time.monotonic() - production_end))
+            drained_at, final = await worker.wait_until_lists_drained(remaining)
+            caught_up = True
+            await asyncio.sleep(0.5)  # the last lists may still be on their way to the reader
+        except WorkerRunFailed:
+            drained_at, final, caught_up = time.monotonic(), await worker.stats(), False
+        cpu_after = cpu_seconds(worker.pid)
+    finally:
+        stop_reading.set()
+        await reading
+        await producer.stop()
+        await reader.stop()
+
+    production_seconds = log.last_sent_at - log.first_sent_at
+    achieved = per_second(len(events), production_seconds)
+    busy_seconds = drained_at - production_start
+    result = {
+        "target_events_per_second": round(rate, 1),
+        "events_produced": len(events),
+        "production_seconds": round(production_seconds, 3),
+        "achieved_events_per_second": achieved,
+        "producer_max_behind_schedule_ms": round(log.max_behind_seconds * 1000, 1),
+        # 2% slack and a short hiccup are fine; a producer that fell behind measured less load.
+        "producer_kept_pace": bool(
+            achieved is not None and achieved >= 0.98 * rate and log.max_behind_seconds < 0.5
+        ),
+        "worker_backlog_at_start": backlog_at_start,
+        "worker_backlog_at_production_end": all_produced - _handled(at_end),
+        "worker_caught_up": caught_up,
+        "worker_backlog_at_stop": all_produced - _handled(final),
+        # Until caught up, or until the drain timeout when it never did.
+        "seconds_after_production": round(drained_at - production_end, 3),
+        "worker_events_per_second": per_second(_handled(final) - _handled(before), busy_seconds),
+        "worker_lists_published": final["lists_published"] - before["lists_published"],
+        "worker_cpu_share_of_one_core": round((cpu_after - cpu_before) / busy_seconds, 2),
+    }
+    result.update(_analyse_paced(log))
+    return result
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def memory_events(
+    topics: BenchTopics,
+    n_users: int,
+    items: list[CatalogItem],
+    events_per_user: int,
+    seed: int,
+    now: float,
+) -> list[Message]:
+    """Events touching ``n_users`` new users: Zipf-popular items, mostly plays, some skips.
+
+    Synthetic rather than simulated: the simulator spends ~0.2 ms per user just
+    building its world, and memory only needs every user to exist with a history.
+    """
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, len(items) + 1)
+    picks = rng.choice(len(items), size=n_users * events_per_user, p=popularity / popularity.sum())
+    skipped = rng.random(n_users * events_per_user) < 0.3
+    messages: list[Message] = []
+    span = 24 * 3600.0  # the histories end a minute ago and span a day
+    for number in range(n_users * events_per_user):
+        user_id = f"mem-u-{number % n_users:07d}"
+        item = items[int(picks[number])]
+        is_skip = bool(skipped[number])
+        doc = {
+            "event_id": f"mem-{number:09d}",
+            "type": "skip" if is_skip else "play",
+            "user_id": user_id,
+            "item_id": item.item_id,
+            "occurred_at": format_time(
+                now - 60 - span + span * number / (n_users * events_per_user)
+            ),
+            "ms_played": item.duration_ms // 10 if is_skip else item.duration_ms,
+            "duration_ms": item.duration_ms,
+            "device": "mobile",
+            "country": "GB",
+        }
+        topic = topics.name("skips" if is_skip else "plays")
+        messages.append((topic, user_id.encode(), orjson.dumps(doc)))
+    return messages
+
+
+async def measure_memory(
+    worker: RunningEncore,
+    load_catalog: Callable[[], Awaitable[None]],
+    load_events: Callable[[], Awaitable[None]],
+    n_items: int,
+    n_users: int,
+    n_events: int,
+    timeout: float,
+    lists_deferred: bool,
+) -> dict[str, Any]:
+    """RSS of a fresh worker: at rest, after the catalog, after events touching the users.
+
+    With ``lists_deferred`` the worker was started with a publishing interval
+    longer than the run, so no list is waited for.
+    """
+    await asyncio.sleep(2.0)  # let start-up allocations settle before the base reading
+    base = rss_kib(worker.pid)
+    await load_catalog()
+    await worker.wait_until(
+        lambda stats: stats["catalog_messages_applied"] >= n_items, timeout, "done with the catalog"
+    )
+    await asyncio.sleep(1.0)
+    after_catalog = rss_kib(worker.pid)
+    started = time.monotonic()
+    await load_events()
+    await worker.wait_until(
+        lambda stats: stats["events_accepted"] >= n_events, timeout, "through the memory events"
+    )
+    if not lists_deferred:
+        await worker.wait_until_lists_drained(timeout)
+    seconds = time.monotonic() - started
+    await asyncio.sleep(1.0)
+    after_users = rss_kib(worker.pid)
+    return {
+        "items": n_items,
+        "users": n_users,
+        "events": n_events,
+        "base_rss_mib": round(base / 1024, 1),
+        "after_catalog_rss_mib": round(after_catalog / 1024, 1),
+        "after_users_rss_mib": round(after_users / 1024, 1),
+        "kib_per_item": round((after_catalog - base) / n_items, 3),
+        "kib_per_user": round((after_users - after_catalog) / n_users, 3),
+        "events_and_lists_seconds": round(seconds, 1),
+    }
+
+
+def catalog_messages(topics: BenchTopics, items: list[CatalogItem]) -> list[Message]:
+    return [(topics.catalog, item.item_id.encode(), encode_catalog_item(item)) for item in items]
