@@ -182,17 +182,29 @@ class Cooccurrence:
         >>> rows.tolist(), scores.tolist()
         ([0, 1, 2], [0.5, 1.0, 1.0])
         """
-        all_rows = []
-        all_values = []
+        row_parts: list[np.ndarray] = []
+        value_parts: list[np.ndarray] = []
+        seed_parts: list[float] = []
         for seed, seed_weight in seeds:
-            rows, values = self._scored(seed, now)
-            if len(rows):
-                all_rows.append(rows)
-                all_values.append(values * seed_weight)
-        if not all_rows:
+            entry = self.pairs.get(seed)
+            if entry is not None and entry[0]:
+                row_parts.append(np.frombuffer(entry[0], dtype=np.int32))
+                value_parts.append(np.frombuffer(entry[1], dtype=np.float32))
+                seed_parts.append(seed_weight)
+        if not row_parts:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        if len(all_rows) == 1:
-            return all_rows[0], all_values[0]
-        rows = np.concatenate(all_rows)
-        unique, inverse = np.unique(rows, return_inverse=True)
-        return unique, np.bincount(inverse, weights=np.concatenate(all_values))
+        # One concatenation and one damping pass for every seed, instead of one per seed.
+        rows = np.concatenate(row_parts).astype(np.int64)
+        lengths = [len(part) for part in row_parts]
+        values = np.concatenate(value_parts) * np.repeat(
+            np.asarray(seed_parts) * self._scale(now), lengths
+        )
+        if self.damping:
+            totals = self.totals.raw(int(rows.max()) + 1)[rows] * self.totals.scale(now)
+            values /= np.maximum(totals, 1.0) ** self.damping
+        if len(row_parts) == 1:
+            return rows, values  # one seed's neighbours are distinct already
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        return rows[starts], np.add.reduceat(values[order], starts)

@@ -166,7 +166,10 @@ class Engine:
         self.popularity_score = np.zeros(0, dtype=np.float32)
         self.refreshed_at: float | None = None
         self.events_since_refresh = 0
-        self._features_for: tuple[str, dict[str, float]] | None = None
+        # Features of the last event seen by predict_skip/learn, and the state version
+        # they were computed on (bumped by every change that could alter features).
+        self._features_for: tuple[Interaction, int, dict[str, float]] | None = None
+        self._state_version = 0
 
     def __repr__(self) -> str:
         return f"Engine({self.config!r})"
@@ -175,6 +178,7 @@ class Engine:
     def upsert_item(self, item: CatalogItem) -> None:
         """Add or update an item's catalog metadata (a removed item comes back)."""
         row = self.items.upsert(item)
+        self._state_version += 1
         if self.refreshed_at is None or (
             item.released_at >= self.refreshed_at - self.config.new_release_window
         ):
@@ -183,6 +187,7 @@ class Engine:
     def remove_item(self, item_id: str) -> None:
         """Catalog tombstone: the item is never recommended again (until re-upserted)."""
         self.items.remove(item_id)
+        self._state_version += 1
 
     # ================================================================== learning
     def _user(self, user_id: str) -> UserState:
@@ -206,6 +211,8 @@ class Engine:
         is_skip = event.type is EventType.SKIP
         features = self._skip_features(event, user, row)
         self.skip_model.learn(features, label=is_skip)
+        self._state_version += 1
+        self._features_for = None
 
         source = event.source
         if source is not None and source.row == DISCOVER:
@@ -281,10 +288,16 @@ class Engine:
         return positive_seeds(user, limit)
 
     def _skip_features(self, event: Interaction, user: UserState, row: int) -> dict[str, float]:
-        """Context + item features of an event, before learning it (memoised per event)."""
-        cached = self._features_for
-        if cached is not None and cached[0] == event.event_id:
-            return cached[1]
+        """Context + item features of an event, before learning it (memoised per event).
+
+        The memo holds the features of one event object for the engine state they were
+        computed on: :meth:`predict_skip` followed by :meth:`learn` of the same event
+        computes them once, and any state change in between (another event learned, a
+        catalog update) invalidates it, so the memo never changes a result.
+        """
+        memo = self._features_for
+        if memo is not None and memo[0] is event and memo[1] == self._state_version:
+            return memo[2]
         now = event.timestamp
         features = user_context(user, now, event.device, from_list=event.source is not None)
         features.update(item_features(self, event.user_id, user, row, now))
@@ -294,7 +307,7 @@ class Engine:
         features["recent_skips"] = recent_skip_share(user)
         features["mf_user"] = self.factors.river.u_biases.get(event.user_id, 0.0)
         features["user_events"] = math.log1p(user.n_events)
-        self._features_for = (event.event_id, features)
+        self._features_for = (event, self._state_version, features)
         return features
 
     def predict_skip(self, event: Interaction) -> float:
@@ -333,6 +346,7 @@ class Engine:
         """
         found = self.users.pop(user_id, None) is not None
         found = self.factors.forget_user(user_id) or found
+        self._state_version += 1
         return found
 
     def top_genres(self, user_id: str, k: int, *, now: float) -> list[tuple[str, float]]:
@@ -826,6 +840,8 @@ class Engine:
             raise ValueError(f"snapshot version {version}, this code reads {SNAPSHOT_VERSION}")
         if not isinstance(engine, cls):
             raise TypeError(f"snapshot holds a {type(engine).__name__}, not an Engine")
+        engine._features_for = None
+        engine.__dict__.setdefault("_state_version", 0)  # snapshots from before the memo key
         return engine
 
 

@@ -113,40 +113,106 @@ def user_context(
 def item_features(
     engine: Engine, user_id: str, user: UserState, row: int, now: float
 ) -> dict[str, float]:
-    """:data:`ITEM_FEATURES` of one item for one user at ``now`` (scalar path)."""
+    """:data:`ITEM_FEATURES` of one item for one user at ``now`` (scalar path).
+
+    This runs for every event (``learn`` and ``predict_skip``), so it reads the
+    sub-models' state directly and looks each thing up once: the same
+    definitions as :func:`item_columns`, which the tests hold it to.
+    """
     items = engine.items
     popularity = engine.popularity
     factors = engine.factors
     taste = engine.taste
+    cooccurrence = engine.cooccurrence
+
+    # Co-occurrence with the user's latest distinct positive plays, newest weighing most;
+    # the decay and the damping depend on ``row`` only, so they are applied once.
+    raw_cooc = 0.0
+    pairs = cooccurrence.pairs
+    limit = engine.config.cooc_window
+    n_seeds = 0
+    met: list[int] = []
+    for seed, weight, _ in user.newest_first():
+        if weight <= 0 or seed in met:
+            continue
+        met.append(seed)
+        entry = pairs.get(seed)
+        if entry is not None:
+            neighbours = entry[0]
+            if row in neighbours:
+                raw_cooc += entry[1][neighbours.index(row)] * weight / (1.0 + n_seeds)
+        n_seeds += 1
+        if n_seeds >= limit:
+            break
     cooc = 0.0
-    seeds = positive_seeds(user, engine.config.cooc_window)
-    for seed, weight in seed_weights(seeds):
-        cooc += engine.cooccurrence.strength(seed, row, now=now) * weight
+    if raw_cooc:
+        cooc = raw_cooc * cooccurrence._scale(now)
+        if cooccurrence.damping:
+            cooc /= max(cooccurrence.totals.value(row, now=now), 1.0) ** cooccurrence.damping
+
     mf = 0.0
     mf_bias = 0.0
-    vector = factors.river.u_latents.get(user_id)
     if row < len(factors.learned) and factors.learned[row]:
         mf_bias = float(factors.item_bias[row])
+        vector = factors.river.u_latents.get(user_id)
         if vector is not None:
-            mf = float(factors.item_factors[row] @ vector.astype(np.float32))
-    plays = popularity.play_count(row, now=now)
-    artist_signed, genre_signed = taste.signed_affinity(user, items, row, now=now)
-    released = float(items.released_at[row])
-    age = now - released
+            if vector.dtype != np.float32:
+                vector = vector.astype(np.float32)
+            mf = float(factors.item_factors[row] @ vector)
+
+    plays = popularity.plays.value(row, now=now)
+    skips = popularity.skips.value(row, now=now)
+    prior = 4.0  # as Popularity.skip_rate
+    skip_rate = (skips + prior * popularity.skip_share) / (skips + plays + prior)
+
+    taste_value = relative_artist = artist_signed = genre_signed = 0.0
+    artist = int(items.artist_of[row])
+    if artist >= 0 and user.artist_keys:
+        artist_keys = user.artist_keys
+        artist_raw = (
+            user.artist_values[artist_keys.index(artist)] if artist in artist_keys else 0.0
+        )
+        genre_keys = user.genre_keys
+        genre_values = user.genre_values
+        genre_sum = 0.0
+        n_genres = 0
+        for genre in items.genres_of[row].tolist():
+            if genre >= 0:
+                if genre in genre_keys:
+                    genre_sum += genre_values[genre_keys.index(genre)]
+                n_genres += 1
+        genre_mean = genre_sum / max(n_genres, 1)
+        total = taste._total(user)
+        taste_value = (artist_raw + genre_mean) / total
+        relative_artist = artist_raw / total
+        scale = taste._scale(user, now)
+        artist_signed = _signed_log(artist_raw * scale)
+        genre_signed = _signed_log(genre_mean * scale)
+
+    age = now - float(items.released_at[row])
     freshness = math.exp(-age / engine.config.new_release_window) if age >= 0 else 0.0
     return {
         "mf": mf,
         "mf_bias": mf_bias,
-        "taste": taste.item_affinity(user, items, row),
-        "artist": taste.relative_artist_affinity(user, int(items.artist_of[row])),
+        "taste": taste_value,
+        "artist": relative_artist,
         "popularity": math.log1p(plays),
-        "trending": math.log1p(popularity.recent_play_count(row, now=now)),
-        "item_skip_rate": popularity.skip_rate(row, now=now),
+        "trending": math.log1p(popularity.recent_plays.value(row, now=now)),
+        "item_skip_rate": skip_rate,
         "cooc": math.log1p(cooc),
         "freshness": freshness,
         "artist_signed": artist_signed,
         "genre_signed": genre_signed,
     }
+
+
+def _signed_log(value: float) -> float:
+    """``sign(value) * log1p(|value|)``.
+
+    >>> _signed_log(-math.e + 1.0)
+    -1.0
+    """
+    return math.copysign(math.log1p(abs(value)), value)
 
 
 def item_columns(
@@ -185,12 +251,12 @@ def item_columns(
         fresh = age >= 0
     freshness = np.zeros(n)
     freshness[fresh] = np.exp(-age[fresh] / engine.config.new_release_window)
-    artist_signed, genre_signed = engine.taste.signed_scores(user, items, rows, now=now)
+    taste, artist, artist_signed, genre_signed = engine.taste.columns(user, items, rows, now=now)
     return {
         "mf": mf,
         "mf_bias": mf_bias,
-        "taste": engine.taste.scores(user, items, rows).astype(np.float64),
-        "artist": engine.taste.relative_artist_scores(user, items, rows),
+        "taste": taste,
+        "artist": artist,
         "popularity": np.log1p(plays),
         "trending": np.log1p(recent),
         "item_skip_rate": popularity.skip_rates(rows, now=now),

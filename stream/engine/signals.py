@@ -124,6 +124,13 @@ def normalise_device(device: str | None) -> str:
     return device.strip().lower() or UNKNOWN_DEVICE
 
 
+#: (sin, cos) of each UTC hour on the 24-hour circle, rounded so that 0 is exactly 0.
+_HOUR_CIRCLE: Final = tuple(
+    (round(math.sin(2.0 * math.pi * hour / 24.0), 12), round(math.cos(2.0 * math.pi * hour / 24.0), 12))
+    for hour in range(24)
+)
+
+
 def context_features(timestamp: float, device: str | None) -> dict[str, float]:
     """Numeric context features for the skip model: hour on the circle, weekend, device.
 
@@ -131,10 +138,10 @@ def context_features(timestamp: float, device: str | None) -> dict[str, float]:
     >>> features["hour_sin"], features["hour_cos"], features["device=mobile"]
     (0.0, 1.0, 1.0)
     """
-    angle = 2.0 * math.pi * hour_of_day(timestamp) / 24.0
+    hour_sin, hour_cos = _HOUR_CIRCLE[hour_of_day(timestamp)]
     return {
-        "hour_sin": round(math.sin(angle), 12),
-        "hour_cos": round(math.cos(angle), 12),
+        "hour_sin": hour_sin,
+        "hour_cos": hour_cos,
         "weekend": 1.0 if weekday(timestamp) >= 5 else 0.0,
         f"device={normalise_device(device)}": 1.0,
     }

@@ -93,12 +93,22 @@ class OnlineLogit:
             variance = variances.get(name, 0.0)
             if weight and variance:
                 logit += weight * (value - means[name]) / math.sqrt(variance)
-        z = np.full(size, logit, dtype=np.float64)
-        for name, values in columns.items():
+        # The logit is linear in the standardised columns: fold each feature's mean and
+        # standard deviation into one coefficient and take a single matrix-vector product.
+        names = []
+        coefficients = []
+        for name in columns:
             weight = weights.get(name, 0.0)
             variance = variances.get(name, 0.0)
             if weight and variance:
-                z += (weight / math.sqrt(variance)) * (values - means[name])
+                coefficient = weight / math.sqrt(variance)
+                names.append(name)
+                coefficients.append(coefficient)
+                logit -= coefficient * means[name]
+        if not names:
+            return np.full(size, logit, dtype=np.float64)
+        z = np.asarray(coefficients) @ np.stack([columns[name] for name in names])
+        z += logit
         return z
 
 

@@ -200,6 +200,56 @@ class TasteProfile:
         artist = artist_values[items.artist_of[rows]] * scale
         return np.sign(artist) * np.log1p(np.abs(artist)), np.sign(genre) * np.log1p(np.abs(genre))
 
+    def columns(
+        self, user: UserState, items: ItemIndex, rows: np.ndarray, *, now: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """All taste features of many rows from one set of lookups (the ranking hot path).
+
+        Returns
+        -------
+        tuple of np.ndarray
+            :meth:`scores`, :meth:`relative_artist_scores` and the two arrays of
+            :meth:`signed_scores` (artist, genre), all float64; ranking needs the
+            four, and looking the profile up once costs a quarter of four calls.
+
+        Examples
+        --------
+        >>> from stream.models import CatalogItem
+        >>> items = ItemIndex()
+        >>> calm = items.upsert(CatalogItem("a", "Calm", "Aurora Fields", ("ambient",), 1, 0.0))
+        >>> taste = TasteProfile(half_life=10.0, max_genres=4, max_artists=4)
+        >>> user = UserState(capacity=4)
+        >>> taste.learn(user, items, calm, 1.0, at=0.0)
+        >>> [round(float(c[0]), 3) for c in taste.columns(user, items, np.array([calm]), now=0.0)]
+        [2.0, 1.0, 0.693, 0.693]
+        """
+        n = len(rows)
+        if not user.artist_keys:
+            return np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        # One extra slot at the end absorbs the -1 "no artist / no genre" index.
+        artist_values = np.zeros(len(items.artists) + 1)
+        artist_values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
+            user.artist_values, dtype=np.float32
+        )
+        genre_values = np.zeros(len(items.genres) + 1)
+        if user.genre_keys:
+            genre_values[np.frombuffer(user.genre_keys, dtype=np.int32)] = np.frombuffer(
+                user.genre_values, dtype=np.float32
+            )
+        genres = items.genres_of[rows]
+        n_genres = np.maximum((genres >= 0).sum(axis=1), 1)
+        genre = genre_values[genres].sum(axis=1) / n_genres
+        artist = artist_values[items.artist_of[rows]]
+        inverse_total = 1.0 / self._total(user)
+        scale = self._scale(user, now)
+        relative_artist = artist * inverse_total
+        taste = relative_artist + genre * inverse_total
+        artist *= scale
+        genre *= scale
+        artist_signed = np.copysign(np.log1p(np.abs(artist)), artist)
+        genre_signed = np.copysign(np.log1p(np.abs(genre)), genre)
+        return taste, relative_artist, artist_signed, genre_signed
+
     def scores(self, user: UserState, items: ItemIndex, rows: np.ndarray) -> np.ndarray:
         """:meth:`item_affinity` for many rows at once (zeros without a profile)."""
         out = np.zeros(len(rows), dtype=np.float32)
