@@ -206,5 +206,8 @@ class Cooccurrence:
             return rows, values  # one seed's neighbours are distinct already
         order = np.argsort(rows, kind="stable")
         rows = rows[order]
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        first = np.empty(len(rows), dtype=bool)
+        first[0] = True
+        np.not_equal(rows[1:], rows[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
         return rows[starts], np.add.reduceat(values[order], starts)

@@ -163,6 +163,7 @@ class Engine:
         self.popular_by_genre: list[np.ndarray] = []
         # Rows released within the window at the last refresh, plus items upserted since.
         self.release_rows: list[int] = []
+        self._release_array: np.ndarray | None = None  # release_rows, sorted
         self.popularity_score = np.zeros(0, dtype=np.float32)
         self.refreshed_at: float | None = None
         self.events_since_refresh = 0
@@ -183,6 +184,7 @@ class Engine:
             item.released_at >= self.refreshed_at - self.config.new_release_window
         ):
             self.release_rows.append(row)
+            self._release_array = None
 
     def remove_item(self, item_id: str) -> None:
         """Catalog tombstone: the item is never recommended again (until re-upserted)."""
@@ -209,8 +211,8 @@ class Engine:
         at = event.timestamp
         weight = event_weight(event, c, items.catalog_duration(row))
         is_skip = event.type is EventType.SKIP
-        features = self._skip_features(event, user, row)
-        self.skip_model.learn(features, label=is_skip)
+        if self.n_events % c.skip_learn_every == 0:
+            self.skip_model.learn(self._skip_features(event, user, row), label=is_skip)
         self._state_version += 1
         self._features_for = None
 
@@ -267,6 +269,7 @@ class Engine:
         with np.errstate(invalid="ignore"):
             released = self.items.released_at[:size] >= now - self.config.new_release_window
         self.release_rows = np.flatnonzero(released).tolist()
+        self._release_array = None
         top = float(plays.max()) if size else 0.0
         self.popularity_score = (np.log1p(plays) / math.log1p(max(top, 1.0))).astype(np.float32)
         self.refreshed_at = now
@@ -275,13 +278,15 @@ class Engine:
     def _popular_by_genre(self, plays: np.ndarray) -> list[np.ndarray]:
         """Most played active rows of each genre (candidates for users who like the genre)."""
         size = len(plays)
-        genres = self.items.genres_of[:size]
-        playable = (plays > 0) & self.items.active[:size]
-        out = []
-        for genre in range(len(self.items.genres)):
-            scores = np.where(playable & (genres == genre).any(axis=1), plays, -np.inf)
-            out.append(top_rows(scores, _CACHED_PER_GENRE))
-        return out
+        playable = np.flatnonzero((plays > 0) & self.items.active[:size])
+        # One sort of the played rows (most played first, ties by row), then each genre
+        # keeps its first rows in that order: no partial sort of the catalog per genre.
+        ranked = playable[np.argsort(-plays[playable], kind="stable")]
+        genres = self.items.genres_of[ranked]
+        return [
+            ranked[(genres == genre).any(axis=1)][:_CACHED_PER_GENRE]
+            for genre in range(len(self.items.genres))
+        ]
 
     # ================================================================== feature models
     def _positive_seeds(self, user: UserState, limit: int) -> list[tuple[int, float, float]]:
@@ -676,7 +681,7 @@ class Engine:
                 order = np.lexsort((rows, -values))
                 sources["cooc"] = (
                     (row, value, "Fans of what you play found this")
-                    for row, value in zip(rows[order].tolist(), values[order].tolist(), strict=True)
+                    for row, value in _in_chunks(rows[order], values[order])
                 )
         if "taste" in arms and user is not None and user.artist_keys:
             # Less played items of the user's genres and artists, by taste.
@@ -756,7 +761,7 @@ class Engine:
         if self.refreshed_at is None:
             candidates = np.arange(len(self.items))
         else:
-            candidates = _unique(np.asarray(self.release_rows, dtype=np.int64))
+            candidates = self._release_candidates()
         released = self.items.released_at[candidates]
         with np.errstate(invalid="ignore"):
             keep = (released <= now) & (released >= now - window) & self.items.active[candidates]
@@ -769,6 +774,12 @@ class Engine:
         score = affinity + 0.1 * (1.0 - (now - released) / window)
         order = np.lexsort((recent, -score))
         return recent[order], score[order], affinity[order]
+
+    def _release_candidates(self) -> np.ndarray:
+        """:attr:`release_rows` as a sorted distinct array, converted once per change."""
+        if self._release_array is None:
+            self._release_array = _unique(np.asarray(self.release_rows, dtype=np.int64))
+        return self._release_array
 
     def _release_entries(
         self,
@@ -783,9 +794,7 @@ class Engine:
         ``personal_only`` keeps only items of liked artists or genres.
         """
         rows, scores, affinity = table
-        for row, score, taste in zip(
-            rows.tolist(), scores.tolist(), affinity.tolist(), strict=True
-        ):
+        for row, score, taste in _in_chunks(rows, scores, affinity):
             if personal_only and taste <= 0:
                 continue
             yield row, score, self._release_reason(user, row, taste, now)
@@ -841,12 +850,26 @@ class Engine:
         if not isinstance(engine, cls):
             raise TypeError(f"snapshot holds a {type(engine).__name__}, not an Engine")
         engine._features_for = None
+        engine._release_array = None
         engine.__dict__.setdefault("_state_version", 0)  # snapshots from before the memo key
         return engine
 
 
 def _top_or_empty(scores: np.ndarray | None, k: int) -> np.ndarray:
     return np.zeros(0, dtype=np.int64) if scores is None else top_rows(scores, k)
+
+
+def _in_chunks(*columns: np.ndarray, size: int = 32) -> Iterator[tuple]:
+    """Rows of aligned arrays as Python tuples, converted a chunk at a time.
+
+    Row builders usually stop after a dozen entries, so converting long candidate
+    arrays with one ``tolist()`` each would mostly convert what is never read.
+
+    >>> list(_in_chunks(np.arange(3), np.arange(3) * 0.5, size=2))
+    [(0, 0.0), (1, 0.5), (2, 1.0)]
+    """
+    for start in range(0, len(columns[0]), size):
+        yield from zip(*(column[start : start + size].tolist() for column in columns), strict=True)
 
 
 def _unique(rows: np.ndarray) -> np.ndarray:
