@@ -136,5 +136,14 @@ def measure_bare_faust(
     }
 
 
-def run_raw_aiokafka(bootstrap: str, topics: list[str], expected: int) -> dict[str, Any]:
-    return asyncio.run(measure_raw_aiokafka(bootstrap, topics, expected))
+def run_raw_aiokafka(
+    bootstrap: str, topics: list[str], expected: int, repeats: int = 3
+) -> dict[str, Any]:
+    """The best of ``repeats`` raw runs (each with a fresh group), and every run's rate.
+
+    Best, not mean: it is a ceiling, and a run of a second or two is easily slowed
+    by whatever else the shared machine does at that moment.
+    """
+    runs = [asyncio.run(measure_raw_aiokafka(bootstrap, topics, expected)) for _ in range(repeats)]
+    best = max(runs, key=lambda run: run["events_per_second"] or 0.0)
+    return {**best, "runs_events_per_second": [run["events_per_second"] for run in runs]}

@@ -13,12 +13,14 @@ True
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -27,7 +29,8 @@ import aiohttp
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from stream.contracts import format_time, interaction_to_wire
 from stream.models import EventType, Interaction
@@ -66,43 +69,30 @@ class BenchTopics:
     def recommendations(self) -> str:
         return self.name("recommendations")
 
+    @property
+    def probe(self) -> str:
+        """The benchmark's own topic for Kafka's round-trip latency (no worker reads it)."""
+        return self.name("bench-probe")
+
 
 async def create_topics(bootstrap: str, topics: BenchTopics, partitions: int) -> None:
-    """Every Encore topic under ``topics.prefix``, with ``partitions`` partitions each.
+    """Every Encore topic under ``topics.prefix``, and the probe, with ``partitions`` each.
 
     Created before anything is produced, so the broker's auto-creation (one
     partition) never decides the layout.
     """
     from stream.settings import Settings
-    from stream.topics import ALL_TOPICS, ensure_topics
+    from stream.topics import ensure_topics
 
     await ensure_topics(
         Settings(broker=bootstrap, topic_prefix=topics.prefix, partitions=partitions)
     )
-    await _wait_for_leaders(bootstrap, [topics.name(spec.base_name) for spec in ALL_TOPICS])
-
-
-async def _wait_for_leaders(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
-    """Until every partition of ``names`` has a leader.
-
-    Producing right after creation otherwise meets ``NotLeaderForPartitionError``:
-    harmless (the producer retries) but noisy, and a retry inside a timed phase.
-    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            described = await admin.describe_topics(names)
-            if len(described) == len(names) and all(
-                topic["error_code"] == 0
-                and topic["partitions"]
-                and all(p["error_code"] == 0 and p["leader"] >= 0 for p in topic["partitions"])
-                for topic in described
-            ):
-                return
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"topics {names} have no leaders after {timeout:.0f}s")
+        await admin.create_topics([NewTopic(topics.probe, partitions, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
     finally:
         await admin.close()
 
@@ -134,8 +124,30 @@ def fast_producer(bootstrap: str, *, linger_ms: int = 20) -> AIOKafkaProducer:
     )
 
 
+@contextlib.contextmanager
+def quiet_producer_retries() -> Iterator[None]:
+    """Hide aiokafka's warnings about produce errors it retries, for bulk loads only.
+
+    Right after topics are created the broker answers ``NotLeaderForPartition`` for a
+    moment even when the metadata already names a leader; the producer retries and
+    succeeds. An error it cannot retry still fails the load (the send futures raise).
+    """
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    previous = sender_log.level
+    sender_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        sender_log.setLevel(previous)
+
+
 async def produce_all(bootstrap: str, messages: Iterable[Message]) -> int:
     """Produce every message as fast as the producer allows; returns how many."""
+    with quiet_producer_retries():
+        return await _produce_all(bootstrap, messages)
+
+
+async def _produce_all(bootstrap: str, messages: Iterable[Message]) -> int:
     producer = fast_producer(bootstrap)
     await producer.start()
     count = 0
@@ -173,6 +185,28 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+@dataclass(frozen=True, slots=True)
+class MachineCpu:
+    """A reading of the machine's CPU counters (``/proc/stat``), to tell waiting from working.
+
+    A worker that falls behind while the machine has idle CPU is waiting on something
+    (the broker, a timer, flow control), not computing.
+    """
+
+    idle: int
+    total: int
+
+    @classmethod
+    def read(cls) -> MachineCpu:
+        fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return cls(idle=fields[3] + fields[4], total=sum(fields[:8]))  # idle + iowait
+
+    def idle_share_since(self, earlier: MachineCpu) -> float | None:
+        """Share of all cores' time that was idle between ``earlier`` and this reading."""
+        elapsed = self.total - earlier.total
+        return round((self.idle - earlier.idle) / elapsed, 3) if elapsed > 0 else None
 
 
 def cpu_seconds(pid: int) -> float:

@@ -375,7 +375,7 @@ def paced_phase(
     Slowest first: a run the worker cannot keep up with leaves a backlog behind
     that would spoil any run after it.
     """
-    from bench.worker_runs import encore_worker, paced_run, warm_up
+    from bench.worker_runs import encore_worker, measure_round_trip, paced_run, warm_up
 
     # Only as much warm-up as the worker learns in the budget: a worker that is still
     # busy with its warm-up when paced events arrive would measure that backlog instead.
@@ -400,6 +400,9 @@ def paced_phase(
                     timeout=max(60.0, 3 * config.warmup_seconds),
                 )
                 result["warmup"].update(warm)
+                result["kafka_round_trip"] = await measure_round_trip(
+                    bootstrap, topics.probe, PARTITIONS
+                )
                 produced_so_far = warmup_events
                 for number, (label, rate) in enumerate(runs):
                     events = list(backlog.world.events(max(1, int(rate * config.duration))))
@@ -531,9 +534,11 @@ def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
     bare = _figure(figures, "bare_faust_events", "events_per_second")
     bare_batched = _figure(figures, "bare_faust_take_events", "events_per_second")
     worker = worker_maximum(figures)
+    ingest = _figure(figures, "worker_backlog", "ingest_events_per_second")
     return {
         "worker_to_raw": ratio(worker, raw),
         "worker_to_bare_faust": ratio(worker, bare),
+        "worker_ingest_to_bare_faust": ratio(ingest, bare),
         "bare_faust_events_to_raw": ratio(bare, raw),
         "bare_faust_take_events_to_raw": ratio(bare_batched, raw),
     }
@@ -657,34 +662,55 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
         "Encore worker, to published lists",
         backlog.get("end_to_end_events_per_second"),
         None,
-        failed(backlog) or partial or f"{backlog.get('lists_published', 0):,} lists",
+        failed(backlog)
+        or partial
+        or f"{backlog.get('lists_published', 0):,} lists, "
+        f"{backlog.get('events_per_list', 0):.1f} events/list",
     )
     console.print(throughput)
+    if backlog and not backlog.get("error"):
+        idle = backlog.get("machine_idle_share")
+        console.print(
+            f"worker during the backlog: {backlog['cpu_share_of_one_core']:.2f} of one core; "
+            f"machine idle {'-' if idle is None else f'{idle:.0%}'}"
+        )
 
-    paced = Table(title="Freshness: produce -> list readable on recommendations (ms)")
+    paced = Table(
+        title="Freshness: produce -> list readable on recommendations (ms)",
+        caption="reflected: share of the run's events whose user then got a list with that "
+        "event or a later one; idle: the machine's idle CPU during the run",
+    )
     for column in (
-        "run", "target/s", "achieved/s", "p50", "p95", "p99", "lists", "events with a list",
-        "caught up", "backlog at stop",
+        "run", "target/s", "sent/s", "worker/s", "p50", "p95", "p99", "lists",
+        "ev/list", "reflected", "caught up", "idle",
     ):  # fmt: skip
         paced.add_column(column, justify="left" if column == "run" else "right")
     for label, run in (_figure(figures, "paced", "runs") or {}).items():
         freshness = run["freshness_ms"]
+        reflected, idle = run["events_reflected_share"], run["machine_idle_share"]
         paced.add_row(
             label,
             _number(run["target_events_per_second"]),
             _number(run["achieved_events_per_second"])
-            + ("" if run["producer_kept_pace"] else " !"),
+            + ("" if run["producer_kept_pace"] else " (behind)"),
+            _number(run["worker_events_per_second"]),
             _number(freshness["p50"], 1),
             _number(freshness["p95"], 1),
             _number(freshness["p99"], 1),
             _number(run["lists_about_this_run"]),
-            f"{run['events_reflected_share']:.1%}"
-            if run["events_reflected_share"] is not None
-            else "-",
-            _number(run["worker_caught_up"]),
-            _number(run["worker_backlog_at_stop"]),
+            _number(run["worker_events_per_list"], 1),
+            "-" if reflected is None else f"{reflected:.1%}",
+            _number(run["worker_caught_up"])
+            + ("" if run["worker_caught_up"] else f" ({run['worker_backlog_at_stop']:,} left)"),
+            "-" if idle is None else f"{idle:.0%}",
         )
     console.print(paced)
+    probe = _figure(figures, "paced", "kafka_round_trip", "ms")
+    if probe:
+        console.print(
+            f"Kafka alone (probe topic, same producer and reader): p50 {probe['p50']:.1f} ms, "
+            f"p99 {probe['p99']:.1f} ms - the floor under every freshness figure"
+        )
 
     memory = figures.get("memory") or {}
     if memory and not memory.get("error"):

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import (
     BenchTopics,
+    MachineCpu,
     Message,
     cpu_seconds,
     event_payload,
@@ -157,6 +158,7 @@ async def measure_backlog(
     backlog, and the benchmark must stay within minutes.
     """
     first: dict[str, float] = {}
+    machine_at_first: list[MachineCpu] = []
 
     def note_first_event(now: float, stats: dict[str, Any]) -> None:
         if stats["events_accepted"] and not first:
@@ -166,6 +168,7 @@ async def measure_backlog(
                 cpu=cpu_seconds(worker.pid),
                 accepted=stats["events_accepted"],
             )
+            machine_at_first.append(MachineCpu.read())
 
     deadline = time.monotonic() + time_limit
     try:
@@ -217,6 +220,7 @@ async def measure_backlog(
         events_per_list=round(stats["events_accepted"] / max(1, stats["lists_published"]), 2),
         rejected=stats["rejected_by_reason"],
         cpu_share_of_one_core=round((cpu_now - first["cpu"]) / max(1e-9, window), 2),
+        machine_idle_share=MachineCpu.read().idle_share_since(machine_at_first[0]),
         rss_mib_after=round(rss_kib(worker.pid) / 1024, 1),
     )
     return result
@@ -347,6 +351,46 @@ def _analyse_paced(log: _PacedLog) -> dict[str, Any]:
     }
 
 
+def paced_producer(bootstrap: str) -> AIOKafkaProducer:
+    """The producer of the paced runs and of the round-trip probe.
+
+    A small linger, as an upstream app would use: it is part of the measured freshness.
+    """
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+
+
+async def measure_round_trip(
+    bootstrap: str, topic: str, partitions: int, count: int = 300, rate: float = 200.0
+) -> dict[str, Any]:
+    """Produce -> readable latency of Kafka itself, with the paced runs' producer and reader.
+
+    The floor under every freshness figure: what a list would cost if the worker
+    took no time at all. ``topic`` must exist and be used by nothing else.
+    """
+    reader = await _open_list_reader(bootstrap, topic, partitions)
+    producer = paced_producer(bootstrap)
+    await producer.start()
+    log = _PacedLog()
+    stop_reading = asyncio.Event()
+    reading = asyncio.create_task(_read_lists(reader, log, stop_reading))
+    try:
+        for number in range(count):
+            sent_at = time.time()
+            await producer.send(topic, orjson.dumps([number, sent_at]), key=b"probe-%d" % number)
+            await asyncio.sleep(1.0 / rate)
+        await producer.flush()
+        deadline = time.monotonic() + 10.0
+        while len(log.arrivals) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        stop_reading.set()
+        await reading
+        await producer.stop()
+        await reader.stop()
+    round_trips = [arrived_at - orjson.loads(value)[1] for arrived_at, value in log.arrivals]
+    return {"messages": count, "received": len(round_trips), "ms": percentiles(round_trips)}
+
+
 async def paced_run(
     bootstrap: str,
     topics: BenchTopics,
@@ -367,14 +411,14 @@ async def paced_run(
     """
     log = _PacedLog()
     reader = await _open_list_reader(bootstrap, topics.recommendations, partitions)
-    # A small linger, as an upstream app would use: it is part of the measured freshness.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+    producer = paced_producer(bootstrap)
     await producer.start()
     stop_reading = asyncio.Event()
     reading = asyncio.create_task(_read_lists(reader, log, stop_reading))
     try:
         before = await worker.stats()
-        cpu_before = cpu_seconds(worker.pid)
+        cpu_before, machine_before = cpu_seconds(worker.pid), MachineCpu.read()
+        own_cpu_before = time.process_time()
         backlog_at_start = events_produced_before - _handled(before)
         production_start = time.monotonic()
         await _produce_paced(producer, topics, events, rate, tag, log)
@@ -391,7 +435,8 @@ async def paced_run(
             await asyncio.sleep(0.5)  # the last lists may still be on their way to the reader
         except WorkerRunFailed:
             drained_at, final, caught_up = time.monotonic(), await worker.stats(), False
-        cpu_after = cpu_seconds(worker.pid)
+        cpu_after, machine_after = cpu_seconds(worker.pid), MachineCpu.read()
+        own_cpu = time.process_time() - own_cpu_before
     finally:
         stop_reading.set()
         await reading
@@ -419,7 +464,13 @@ async def paced_run(
         "seconds_after_production": round(drained_at - production_end, 3),
         "worker_events_per_second": per_second(_handled(final) - _handled(before), busy_seconds),
         "worker_lists_published": final["lists_published"] - before["lists_published"],
+        "worker_events_per_list": round(
+            len(events) / max(1, final["lists_published"] - before["lists_published"]), 2
+        ),
         "worker_cpu_share_of_one_core": round((cpu_after - cpu_before) / busy_seconds, 2),
+        # The producer and list reader share the machine with the worker and the broker.
+        "load_generator_cpu_share_of_one_core": round(own_cpu / busy_seconds, 2),
+        "machine_idle_share": machine_after.idle_share_since(machine_before),
     }
     result.update(_analyse_paced(log))
     return result

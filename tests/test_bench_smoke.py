@@ -70,6 +70,7 @@ def test_ceilings_read_every_backlog_event(results):
     assert figures["backlog"]["messages"] == 3000 + 300  # events and the catalog
     raw = figures["raw_aiokafka"]
     assert raw["messages"] == 3000 and raw["events_per_second"] > 0
+    assert len(raw["runs_events_per_second"]) == 3
     for mode in ("events", "take_events"):
         bare = figures[f"bare_faust_{mode}"]
         assert bare["mode"] == mode
@@ -91,6 +92,8 @@ def test_worker_backlog_figures(results):
 def test_paced_runs_time_the_lists_they_caused(results):
     paced = results["figures"]["paced"]
     assert paced["warmup"]["catalog_items"] == 300
+    probe = paced["kafka_round_trip"]
+    assert probe["received"] == probe["messages"] and _ascending(probe["ms"])
     runs = paced["runs"]
     assert set(runs) == {"fixed", "share_of_max"}
     assert runs["fixed"]["target_events_per_second"] == 150
@@ -116,6 +119,7 @@ def test_ratios_targets_and_facts(results):
     assert set(ratios) == {
         "worker_to_raw",
         "worker_to_bare_faust",
+        "worker_ingest_to_bare_faust",
         "bare_faust_events_to_raw",
         "bare_faust_take_events_to_raw",
     }
