@@ -117,7 +117,7 @@ class EngineConfig:
     mf_l2: float = 0.005
     mf_init_sigma: float = 0.1
     n_negatives: int = 1
-    negative_every: int = 1
+    negative_every: int = 2
     mf_learn_repeats: bool = False
     negative_sampling: str = "popularity"
     # popularity / trending
@@ -152,7 +152,7 @@ class EngineConfig:
     skip_rerank_weight: float = 0.5
     rerank_pool: int = 50
     skip_learning_rate: float = 0.01
-    skip_learn_every: int = 1
+    skip_learn_every: int = 2
     # exploration
     discover_arms: tuple[str, ...] = ("mf", "cooc", "taste", "new", "long-tail")
     max_arm_memory: int = 30
