@@ -49,6 +49,7 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,6 +405,9 @@ def paced_phase(
                     bootstrap, topics.probe, PARTITIONS
                 )
                 produced_so_far = warmup_events
+                events_per_user = Counter(
+                    key.decode() for _, key, _ in backlog.event_messages[:warmup_events]
+                )
                 for number, (label, rate) in enumerate(runs):
                     events = list(backlog.world.events(max(1, int(rate * config.duration))))
                     run = await paced_run(
@@ -416,8 +420,10 @@ def paced_phase(
                         tag=f"paced{number}",
                         drain_timeout=config.drain_timeout,
                         events_produced_before=produced_so_far,
+                        prior_events=events_per_user,
                     )
                     produced_so_far += len(events)
+                    events_per_user.update(event.user_id for event in events)
                     result["runs"][label] = {"label": label, **run}
             finally:
                 await worker.close()
@@ -677,8 +683,8 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
 
     paced = Table(
         title="Freshness: produce -> list readable on recommendations (ms)",
-        caption="reflected: share of the run's events whose user then got a list with that "
-        "event or a later one; idle: the machine's idle CPU during the run",
+        caption="reflected: share of the run's events a list of their user then accounted "
+        "for (based_on_events); idle: the machine's idle CPU during the run",
     )
     for column in (
         "run", "target/s", "sent/s", "worker/s", "p50", "p95", "p99", "lists",
@@ -804,10 +810,10 @@ NOTES: Final = {
     "worker_backlog": "ingest = events accepted per second; end to end = until the last "
     "list was published. The catalog is read concurrently with the events.",
     "paced": "freshness = arrival of a list on recommendations - produce time of its "
-    "last_event_id (producer linger 2 ms included). events_reflected_share counts events "
-    "whose user later got a list with that event or a later one of theirs (approximate: "
-    "plays, skips and replays travel on different topics). Runs go slowest first; a run "
-    "the worker cannot keep up with is cut at the drain timeout.",
+    "last_event_id (producer linger 2 ms included). A list reflects the first "
+    "based_on_events (minus the user's events from before the run) of its user's events "
+    "in send order: events_reflected_share and event_to_first_list_ms count those. Runs "
+    "go slowest first; a run the worker cannot keep up with is cut at the drain timeout.",
     "memory": "RSS (VmRSS) of a fresh worker; per item = (after catalog - base) / items, "
     "per user = (after events - after catalog) / users, so item-side learning caused by "
     "the users' events counts per user. Unless lists_published_during_run, publishing "

@@ -315,30 +315,32 @@ async def _produce_paced(
     await producer.flush()
 
 
-def _analyse_paced(log: _PacedLog) -> dict[str, Any]:
-    """Freshness of each list, and which events were reflected by a list, from the records."""
+def _analyse_paced(log: _PacedLog, prior_events: Mapping[str, int]) -> dict[str, Any]:
+    """Freshness of each list, and which events a list came to reflect, from the records.
+
+    A list reflects the first ``based_on_events - prior_events[user]`` events of its
+    user in this run (counted in send order). Counting rather than following
+    ``last_event_id`` because plays, skips and replays travel on different topics and
+    may be learned out of send order; once the worker has caught up, its last list
+    per user accounts for every event.
+    """
     freshness: list[float] = []
     older_lists = 0
-    position_in_user: dict[str, tuple[str, int]] = {
-        event_id: (user, position)
-        for user, ids in log.user_events.items()
-        for position, event_id in enumerate(ids)
-    }
-    covered_upto: dict[str, int] = {}  # user -> last position a received list reflects
+    covered: dict[str, int] = {}  # user -> how many of this run's events a list reflected
     event_to_list: list[float] = []
     for arrived_at, value in log.arrivals:  # in arrival order
-        last_event_id = orjson.loads(value).get("last_event_id")
-        if last_event_id not in log.produced_at:
-            older_lists += 1  # a list about events from before this run
-            continue
-        freshness.append(arrived_at - log.produced_at[last_event_id])
-        user, position = position_in_user[last_event_id]
-        # A list reflects its last event and (approximately: plays, skips and replays
-        # travel on different topics) the user's earlier events of this run.
-        ids = log.user_events[user]
-        for earlier in range(covered_upto.get(user, -1) + 1, position + 1):
-            event_to_list.append(arrived_at - log.produced_at[ids[earlier]])
-        covered_upto[user] = max(covered_upto.get(user, -1), position)
+        doc = orjson.loads(value)
+        last_event_id = doc.get("last_event_id")
+        if last_event_id in log.produced_at:
+            freshness.append(arrived_at - log.produced_at[last_event_id])
+        else:
+            older_lists += 1  # its newest event is from before this run
+        user = doc["user_id"]
+        ids = log.user_events.get(user, [])
+        reflected = min(len(ids), doc["based_on_events"] - prior_events.get(user, 0))
+        for event_id in ids[covered.get(user, 0) : reflected]:
+            event_to_list.append(arrived_at - log.produced_at[event_id])
+        covered[user] = max(covered.get(user, 0), reflected)
     produced = len(log.produced_at)
     return {
         "lists_received": len(log.arrivals),
@@ -401,13 +403,16 @@ async def paced_run(
     tag: str,
     drain_timeout: float,
     events_produced_before: int,
+    prior_events: Mapping[str, int],
 ) -> dict[str, Any]:
     """Produce ``events`` at ``rate``/s into a warm worker; freshness of the lists it publishes.
 
     Freshness of a list = when it was readable on ``recommendations`` minus when
     its ``last_event_id`` was handed to the producer (same clock, same process).
     ``events_produced_before`` (all events ever produced to the worker's topics)
-    tells whether the worker still had a backlog when the run started.
+    tells whether the worker still had a backlog when the run started;
+    ``prior_events`` (user -> events produced for them before) which events a list
+    already accounted for.
     """
     log = _PacedLog()
     reader = await _open_list_reader(bootstrap, topics.recommendations, partitions)
@@ -472,7 +477,7 @@ async def paced_run(
         "load_generator_cpu_share_of_one_core": round(own_cpu / busy_seconds, 2),
         "machine_idle_share": machine_after.idle_share_since(machine_before),
     }
-    result.update(_analyse_paced(log))
+    result.update(_analyse_paced(log, prior_events))
     return result
 
 
