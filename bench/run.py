@@ -793,6 +793,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     document["notes"] = NOTES
     document["machine"]["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     document["duration_seconds"] = round(time.time() - started, 1)
+    # Others may edit the working tree while the benchmark runs: each worker runs the
+    # code as it was when it started.
+    document["git"]["dirty_at_end"] = git_commit()["dirty"]
     print_tables(console, document)
     path = write_results(document, args.output_dir)
     console.print(f"figures written to {path} and {args.output_dir / 'latest.json'}")
