@@ -34,21 +34,25 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
         users = pipeline.take_dirty(SLICE)
         if not users:
             break
-        deliveries = []
-        for user_id in users:
-            recommendations = pipeline.recommend(user_id)
-            # (user_id, RecommendationList) -> the compacted recommendations topic
-            deliveries.append(
-                await app.producer.send(
-                    topic,
-                    user_id.encode(),
-                    encode_recommendation_list(recommendations),
-                    None,
-                    None,
-                    None,
+        pipeline.lists_in_flight += len(users)
+        try:
+            deliveries = []
+            for user_id in users:
+                recommendations = pipeline.recommend(user_id)
+                # (user_id, RecommendationList) -> the compacted recommendations topic
+                deliveries.append(
+                    await app.producer.send(
+                        topic,
+                        user_id.encode(),
+                        encode_recommendation_list(recommendations),
+                        None,
+                        None,
+                        None,
+                    )
                 )
-            )
-        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+            outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        finally:
+            pipeline.lists_in_flight -= len(users)
         for user_id, outcome in zip(users, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 logger.warning("list for %s not delivered (%r); will retry", user_id, outcome)

@@ -78,6 +78,8 @@ class Pipeline:
         self.rejected: Counter[str] = Counter()
         self.catalog_items = 0
         self.lists_published = 0
+        self.lists_in_flight = 0
+        self.first_event_processed_at: float | None = None
         self.last_event_processed_at: float | None = None
 
     def ingest_event(
@@ -100,6 +102,8 @@ class Pipeline:
         self.accepted[outcome.type.value] += 1
         self._dirty[outcome.user_id] = None
         self.last_event_processed_at = self.clock()
+        if self.first_event_processed_at is None:
+            self.first_event_processed_at = self.last_event_processed_at
         return outcome
 
     def _check_event_time(self, timestamp: float) -> Rejection | None:
@@ -187,5 +191,7 @@ class Pipeline:
             "catalog_messages_applied": self.catalog_items,
             "lists_published": self.lists_published,
             "users_waiting_for_a_list": len(self._dirty),
+            "lists_in_flight": self.lists_in_flight,
+            "first_event_processed_at": self.first_event_processed_at,
             "last_event_processed_at": self.last_event_processed_at,
         }
