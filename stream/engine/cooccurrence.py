@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from stream.engine.kernels import cooc_sums
 from stream.engine.state import DecayingVector
 
 _MAX_EXPONENT = 60.0
@@ -172,6 +173,8 @@ class Cooccurrence:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Neighbour scores summed over weighted seed items, as ``(rows, scores)`` arrays.
 
+        Rows come sorted and distinct.
+
         Examples
         --------
         >>> cooc = Cooccurrence(half_life=100.0, window=3, session_gap=60.0,
@@ -193,21 +196,16 @@ class Cooccurrence:
                 seed_parts.append(seed_weight)
         if not row_parts:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        # One concatenation and one damping pass for every seed, instead of one per seed.
-        rows = np.concatenate(row_parts).astype(np.int64)
-        lengths = [len(part) for part in row_parts]
-        values = np.concatenate(value_parts) * np.repeat(
-            np.asarray(seed_parts) * self._scale(now), lengths
+        # One compiled pass weighs, damps and sums every seed's neighbours.
+        rows = np.concatenate(row_parts)
+        return cooc_sums(
+            rows,
+            np.concatenate(value_parts),
+            np.array([len(part) for part in row_parts], dtype=np.int64),
+            np.array(seed_parts, dtype=np.float64),
+            np.argsort(rows, kind="stable"),
+            self.totals.values,
+            self.totals.scale(now),
+            self._scale(now),
+            float(self.damping),
         )
-        if self.damping:
-            totals = self.totals.raw(int(rows.max()) + 1)[rows] * self.totals.scale(now)
-            values /= np.maximum(totals, 1.0) ** self.damping
-        if len(row_parts) == 1:
-            return rows, values  # one seed's neighbours are distinct already
-        order = np.argsort(rows, kind="stable")
-        rows = rows[order]
-        first = np.empty(len(rows), dtype=bool)
-        first[0] = True
-        np.not_equal(rows[1:], rows[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        return rows[starts], np.add.reduceat(values[order], starts)

@@ -46,18 +46,21 @@ from typing import Final, NamedTuple
 
 import numpy as np
 
+from stream.engine import kernels
 from stream.engine.config import EngineConfig
 from stream.engine.cooccurrence import Cooccurrence
 from stream.engine.exploration import DiscoveryBandit
 from stream.engine.factors import FactorModel
 from stream.engine.features import (
-    item_columns,
+    ITEM_FEATURES,
     item_features,
+    item_matrix_of,
     positive_seeds,
     recent_skip_share,
     seed_weights,
     user_context,
 )
+from stream.engine.kernels import lookup, top_picks_score, unseen_candidates
 from stream.engine.popularity import Popularity, top_rows
 from stream.engine.signals import event_weight, hour_bucket, normalise_device
 from stream.engine.skip_model import SkipModel
@@ -91,6 +94,8 @@ _GENRE_CANDIDATES_DEPTH: Final = 40
 _CACHED_PER_GENRE: Final = 200
 _DISCOVER_MF_POOL: Final = 200
 _LONG_TAIL_START: Final = 50
+#: Skip-model coefficients when the skip model is left out of a ranking.
+_NO_SKIP_MODEL: Final = np.zeros(len(ITEM_FEATURES))
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
 
 
@@ -372,7 +377,7 @@ class Engine:
         if scores is None:
             return None
         scores += self.items.penalty[:size]
-        scores[user.seen_rows()] = -np.inf
+        scores[np.frombuffer(user.seen, dtype=np.int32)] = -np.inf
         return scores
 
     def _artist_candidates(self, user: UserState) -> list[int]:
@@ -413,9 +418,9 @@ class Engine:
     ) -> _Scored:
         """Candidates for Top picks with their scores (unsorted).
 
-        The score is a blend of MF, co-occurrence, taste and popularity
-        (:meth:`_blend`) plus the skip model's P(play-through) weighted by
-        ``skip_rerank_weight``.
+        The score is a blend of MF, co-occurrence, taste and popularity plus the
+        skip model's P(play-through) weighted by ``skip_rerank_weight``
+        (:func:`~stream.engine.kernels.top_picks_score`).
         """
         c = self.config
         seeds = positive_seeds(user, c.cooc_window)
@@ -426,47 +431,34 @@ class Engine:
         if artists:
             sources.append(np.asarray(artists, dtype=np.int64))
         sources.extend(self._genre_candidates(user))
-        rows = _unique(np.concatenate(sources))
-        if len(rows):
-            seen = user.seen_rows()
-            if len(seen):
-                position = np.minimum(np.searchsorted(seen, rows), len(seen) - 1)
-                rows = rows[seen[position] != rows]
-            rows = rows[self.items.active[rows]]
-        n = len(rows)
-        cooc = np.zeros(n)
-        if len(cooc_values) and n:
-            order = np.argsort(cooc_rows)
-            sorted_rows = cooc_rows[order]
-            position = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
-            hit = sorted_rows[position] == rows
-            cooc[hit] = cooc_values[order][position[hit]]
-        columns = item_columns(self, user_id, user, rows, now, cooc)
-        score = self._blend(columns)
-        if c.skip_rerank_weight and self.skip_model.n_learned and n:
+        rows = unseen_candidates(
+            np.sort(np.concatenate(sources)), np.frombuffer(user.seen, dtype=np.int32), self.items.active
+        )
+        # Candidates' co-occurrence from the (sorted) co-occurrence candidates.
+        cooc = lookup(rows, cooc_rows, cooc_values)
+        features = item_matrix_of(self, user_id, user, rows, now, cooc)
+        weight = 0.0
+        coefficients, intercept = _NO_SKIP_MODEL, 0.0
+        if c.skip_rerank_weight and self.skip_model.n_learned and len(rows):
             common = user_context(user, now, device, from_list=True)
             common["seen"] = 0.0
             common["previous"] = 0.0
             common["recent_skips"] = recent_skip_share(user)
             common["mf_user"] = self.factors.river.u_biases.get(user_id, 0.0)
             common["user_events"] = math.log1p(user.n_events)
-            p_skip = self.skip_model.predict_many(common, columns)
-            score = score + c.skip_rerank_weight * (1.0 - p_skip)
-        return _Scored(rows, score, columns["cooc"], columns["taste"])
-
-    def _blend(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        """Weighted sum of the ranking features, each brought to a comparable scale."""
-        c = self.config
-        popularity = columns["popularity"]
-        top = float(popularity.max()) if len(popularity) else 0.0
-        cooc = columns["cooc"]
-        cooc_top = float(cooc.max()) if len(cooc) else 0.0
-        return (
-            c.mf_blend * (columns["mf"] + columns["mf_bias"])
-            + c.cooc_blend * (cooc / cooc_top if cooc_top > 0 else cooc)
-            + c.taste_blend * columns["taste"]
-            + c.popularity_blend * (popularity / top if top > 0 else popularity)
+            coefficients, intercept = self.skip_model.linear_form(common, ITEM_FEATURES)
+            weight = c.skip_rerank_weight
+        score = top_picks_score(
+            features,
+            c.mf_blend,
+            c.cooc_blend,
+            c.taste_blend,
+            c.popularity_blend,
+            coefficients,
+            intercept,
+            weight,
         )
+        return _Scored(rows, score, features[:, kernels.COOC], features[:, kernels.TASTE])
 
     def _cold_ranking(
         self, now: float, device: str | None, exclude: Iterable[int], k: int

@@ -20,12 +20,12 @@ Item features
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from stream.engine.kernels import item_matrix
 from stream.engine.signals import context_features
 from stream.engine.state import UserState
 
@@ -113,18 +113,15 @@ def user_context(
 def item_features(
     engine: Engine, user_id: str, user: UserState, row: int, now: float
 ) -> dict[str, float]:
-    """:data:`ITEM_FEATURES` of one item for one user at ``now`` (scalar path).
+    """:data:`ITEM_FEATURES` of one item for one user at ``now`` (per event).
 
-    This runs for every event (``learn`` and ``predict_skip``), so it reads the
-    sub-models' state directly and looks each thing up once: the same
-    definitions as :func:`item_columns`, which the tests hold it to.
+    This runs for every event (``learn`` and ``predict_skip``): it sums the
+    item's co-occurrence with the user's seeds by walking the seeds' neighbour
+    lists, then computes the features with :func:`item_matrix`, the same code
+    that ranking runs on many items, so what the skip model learns from is what
+    it is served.
     """
-    items = engine.items
-    popularity = engine.popularity
-    factors = engine.factors
-    taste = engine.taste
     cooccurrence = engine.cooccurrence
-
     # Co-occurrence with the user's latest distinct positive plays, newest weighing most;
     # the decay and the damping depend on ``row`` only, so they are applied once.
     raw_cooc = 0.0
@@ -149,70 +146,69 @@ def item_features(
         cooc = raw_cooc * cooccurrence._scale(now)
         if cooccurrence.damping:
             cooc /= max(cooccurrence.totals.value(row, now=now), 1.0) ** cooccurrence.damping
-
-    mf = 0.0
-    mf_bias = 0.0
-    if row < len(factors.learned) and factors.learned[row]:
-        mf_bias = float(factors.item_bias[row])
-        vector = factors.river.u_latents.get(user_id)
-        if vector is not None:
-            if vector.dtype != np.float32:
-                vector = vector.astype(np.float32)
-            mf = float(factors.item_factors[row] @ vector)
-
-    plays = popularity.plays.value(row, now=now)
-    skips = popularity.skips.value(row, now=now)
-    prior = 4.0  # as Popularity.skip_rate
-    skip_rate = (skips + prior * popularity.skip_share) / (skips + plays + prior)
-
-    taste_value = relative_artist = artist_signed = genre_signed = 0.0
-    artist = int(items.artist_of[row])
-    if artist >= 0 and user.artist_keys:
-        artist_keys = user.artist_keys
-        artist_raw = (
-            user.artist_values[artist_keys.index(artist)] if artist in artist_keys else 0.0
-        )
-        genre_keys = user.genre_keys
-        genre_values = user.genre_values
-        genre_sum = 0.0
-        n_genres = 0
-        for genre in items.genres_of[row].tolist():
-            if genre >= 0:
-                if genre in genre_keys:
-                    genre_sum += genre_values[genre_keys.index(genre)]
-                n_genres += 1
-        genre_mean = genre_sum / max(n_genres, 1)
-        total = taste._total(user)
-        taste_value = (artist_raw + genre_mean) / total
-        relative_artist = artist_raw / total
-        scale = taste._scale(user, now)
-        artist_signed = _signed_log(artist_raw * scale)
-        genre_signed = _signed_log(genre_mean * scale)
-
-    age = now - float(items.released_at[row])
-    freshness = math.exp(-age / engine.config.new_release_window) if age >= 0 else 0.0
-    return {
-        "mf": mf,
-        "mf_bias": mf_bias,
-        "taste": taste_value,
-        "artist": relative_artist,
-        "popularity": math.log1p(plays),
-        "trending": math.log1p(popularity.recent_plays.value(row, now=now)),
-        "item_skip_rate": skip_rate,
-        "cooc": math.log1p(cooc),
-        "freshness": freshness,
-        "artist_signed": artist_signed,
-        "genre_signed": genre_signed,
-    }
+    matrix = item_matrix_of(
+        engine, user_id, user, np.array([row], dtype=np.int64), now, np.array([cooc])
+    )
+    return dict(zip(ITEM_FEATURES, matrix[0].tolist(), strict=True))
 
 
-def _signed_log(value: float) -> float:
-    """``sign(value) * log1p(|value|)``.
+def item_matrix_of(
+    engine: Engine,
+    user_id: str,
+    user: UserState,
+    rows: np.ndarray,
+    now: float,
+    cooc: np.ndarray,
+) -> np.ndarray:
+    """:data:`ITEM_FEATURES` of ``rows`` as a ``(len(rows), 11)`` float64 matrix.
 
-    >>> _signed_log(-math.e + 1.0)
-    -1.0
+    ``cooc`` is the raw co-occurrence sum of each row with the user's seeds, as
+    returned by :meth:`Cooccurrence.candidates` for :func:`seed_weights`. The
+    engine's arrays go to the compiled :func:`~stream.engine.kernels.item_matrix`
+    as they are (no per-call copies, no dense per-user tables).
     """
-    return math.copysign(math.log1p(abs(value)), value)
+    items = engine.items
+    popularity = engine.popularity
+    factors = engine.factors
+    taste = engine.taste
+    size = len(items)
+    vector = factors.river.u_latents.get(user_id)
+    if vector is None:
+        vector = _NO_VECTOR
+    elif vector.dtype != np.float32:
+        vector = vector.astype(np.float32)
+    has_taste = len(user.artist_keys) > 0
+    return item_matrix(
+        rows,
+        cooc,
+        popularity.plays.raw(size),
+        popularity.plays.scale(now),
+        popularity.recent_plays.raw(size),
+        popularity.recent_plays.scale(now),
+        popularity.skips.raw(size),
+        popularity.skips.scale(now),
+        popularity.skip_share,
+        factors.learned,
+        factors.item_bias,
+        factors.item_factors,
+        vector,
+        items.released_at,
+        engine.config.new_release_window,
+        now,
+        items.artist_of,
+        items.genres_of,
+        np.frombuffer(user.artist_keys, dtype=np.int32),
+        np.frombuffer(user.artist_values, dtype=np.float32),
+        np.frombuffer(user.genre_keys, dtype=np.int32),
+        np.frombuffer(user.genre_values, dtype=np.float32),
+        len(items.artists),
+        len(items.genres),
+        1.0 / taste._total(user) if has_taste else 0.0,
+        taste._scale(user, now) if has_taste else 0.0,
+    )
+
+
+_NO_VECTOR: Final = np.zeros(0, dtype=np.float32)
 
 
 def item_columns(
@@ -223,45 +219,6 @@ def item_columns(
     now: float,
     cooc: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """:data:`ITEM_FEATURES` of many items at once (vectorised path).
-
-    ``cooc`` is the raw co-occurrence sum of each row with the user's seeds, as
-    returned by :meth:`Cooccurrence.candidates` for :func:`seed_weights`.
-    """
-    items = engine.items
-    popularity = engine.popularity
-    factors = engine.factors
-    size = len(items)
-    plays = popularity.plays.raw(size)[rows] * popularity.plays.scale(now)
-    recent = popularity.recent_plays.raw(size)[rows] * popularity.recent_plays.scale(now)
-    n = len(rows)
-    mf = np.zeros(n)
-    mf_bias = np.zeros(n)
-    in_range = rows < len(factors.learned)
-    known = np.zeros(n, dtype=bool)
-    known[in_range] = factors.learned[rows[in_range]]
-    if known.any():
-        learned_rows = rows[known]
-        mf_bias[known] = factors.item_bias[learned_rows]
-        vector = factors.river.u_latents.get(user_id)
-        if vector is not None:
-            mf[known] = factors.item_factors[learned_rows] @ vector.astype(np.float32)
-    age = now - items.released_at[rows]
-    with np.errstate(invalid="ignore"):
-        fresh = age >= 0
-    freshness = np.zeros(n)
-    freshness[fresh] = np.exp(-age[fresh] / engine.config.new_release_window)
-    taste, artist, artist_signed, genre_signed = engine.taste.columns(user, items, rows, now=now)
-    return {
-        "mf": mf,
-        "mf_bias": mf_bias,
-        "taste": taste,
-        "artist": artist,
-        "popularity": np.log1p(plays),
-        "trending": np.log1p(recent),
-        "item_skip_rate": popularity.skip_rates(rows, now=now),
-        "cooc": np.log1p(cooc),
-        "freshness": freshness,
-        "artist_signed": artist_signed,
-        "genre_signed": genre_signed,
-    }
+    """:data:`ITEM_FEATURES` of many items at once, by name (columns of :func:`item_matrix_of`)."""
+    matrix = item_matrix_of(engine, user_id, user, rows, now, np.asarray(cooc, dtype=np.float64))
+    return {name: matrix[:, i] for i, name in enumerate(ITEM_FEATURES)}

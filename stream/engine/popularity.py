@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream.engine.kernels import top_k
 from stream.engine.signals import OTHER_DEVICE, hour_bucket, normalise_device
 from stream.engine.state import DecayingVector
 
@@ -31,14 +32,8 @@ def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
     >>> top_rows(np.array([0.1, 3.0, -np.inf, 2.0]), 5).tolist()
     [1, 3, 0]
     """
-    n = len(scores)
-    k = min(k, n)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    # argpartition on the scores themselves (no negated copy): the k largest sit at the end.
-    part = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
-    part = part[np.isfinite(scores[part])]
-    return part[np.lexsort((part, -scores[part]))]
+    # One compiled pass with a k-sized buffer: no partition, mask or sort of the catalog.
+    return top_k(scores, k)
 
 
 class Popularity:

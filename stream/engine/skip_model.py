@@ -82,34 +82,66 @@ class OnlineLogit:
     def logit_many(self, common: dict[str, float], columns: dict[str, np.ndarray]) -> np.ndarray:
         """Log-odds behind :meth:`predict_many` (0 before any learning)."""
         size = len(next(iter(columns.values()))) if columns else 1
+        coefficients, intercept = self.linear_form(common, tuple(columns))
+        if not columns:
+            return np.full(size, intercept, dtype=np.float64)
+        z = coefficients @ np.stack([columns[name] for name in columns])
+        z += intercept
+        return z
+
+    def linear_form(
+        self, common: dict[str, float], names: tuple[str, ...]
+    ) -> tuple[np.ndarray, float]:
+        """The model as ``logit = coefficients @ x + intercept`` over the features ``names``.
+
+        The logit is linear in the standardised features, so each feature's mean
+        and standard deviation fold into one coefficient, and the ``common``
+        features (the same for every candidate) fold into the intercept. Scoring
+        many candidates is then one matrix-vector product.
+
+        Parameters
+        ----------
+        common
+            Features with the same value for every candidate (context).
+        names
+            The per-candidate features, in the order of the returned coefficients.
+
+        Returns
+        -------
+        tuple
+            Coefficients (float64, one per name; 0 for a feature the model gives
+            no weight) and the intercept; all zeros before any learning.
+
+        Examples
+        --------
+        >>> model = OnlineLogit(learning_rate=0.1, l2=0.0)
+        >>> for i in range(50):
+        ...     model.learn({"x": float(i % 2), "c": 1.0 + i % 3}, label=i % 2 == 0)
+        >>> coefficients, intercept = model.linear_form({"c": 2.0}, ("x",))
+        >>> logit = coefficients[0] * 1.0 + intercept
+        >>> bool(abs(1 / (1 + math.exp(-logit)) - model.predict({"x": 1.0, "c": 2.0})) < 1e-12)
+        True
+        """
+        coefficients = np.zeros(len(names))
         if not self.n_learned:
-            return np.zeros(size)
+            return coefficients, 0.0
         weights = self.classifier.weights
         means = self.scaler.means
         variances = self.scaler.vars
-        logit = self.classifier.intercept
+        intercept = self.classifier.intercept
         for name, value in common.items():
             weight = weights.get(name, 0.0)
             variance = variances.get(name, 0.0)
             if weight and variance:
-                logit += weight * (value - means[name]) / math.sqrt(variance)
-        # The logit is linear in the standardised columns: fold each feature's mean and
-        # standard deviation into one coefficient and take a single matrix-vector product.
-        names = []
-        coefficients = []
-        for name in columns:
+                intercept += weight * (value - means[name]) / math.sqrt(variance)
+        for position, name in enumerate(names):
             weight = weights.get(name, 0.0)
             variance = variances.get(name, 0.0)
             if weight and variance:
                 coefficient = weight / math.sqrt(variance)
-                names.append(name)
-                coefficients.append(coefficient)
-                logit -= coefficient * means[name]
-        if not names:
-            return np.full(size, logit, dtype=np.float64)
-        z = np.asarray(coefficients) @ np.stack([columns[name] for name in names])
-        z += logit
-        return z
+                coefficients[position] = coefficient
+                intercept -= coefficient * means[name]
+        return coefficients, float(intercept)
 
 
 class SkipModel(OnlineLogit):

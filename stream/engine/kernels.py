@@ -1,0 +1,308 @@
+"""Compiled inner loops of ranking and feature building (numba, cached on disk).
+
+Ranking a user's ~300 candidates with numpy costs about a hundred small array
+operations, and on arrays that small numpy's fixed cost per call (~1-2 µs)
+dominates: the work itself is a few thousand multiply-adds. These kernels do the
+same arithmetic in one compiled loop per step, so a ``rank`` costs a handful of
+calls instead. They are plain functions of arrays and scalars (no engine
+objects), compiled on first use and cached next to this file (``cache=True``),
+so a worker pays the compilation once per install, not once per start.
+
+The definitions are those of :mod:`stream.engine.features`: :func:`item_matrix`
+is the one implementation of :data:`~stream.engine.features.ITEM_FEATURES`,
+used for one item (per event) and for many (per ranking).
+
+>>> import numpy as np
+>>> top_k(np.array([0.1, 3.0, -np.inf, 2.0, 3.0]), 3).tolist()
+[1, 4, 3]
+>>> rows, sums = cooc_sums(np.array([4, 2, 4], dtype=np.int32),
+...                        np.array([1.0, 2.0, 3.0], dtype=np.float32),
+...                        np.array([2, 1]), np.array([1.0, 0.5]), np.array([1, 0, 2]),
+...                        np.zeros(5), 1.0, 1.0, 0.0)
+>>> rows.tolist(), sums.tolist()
+([2, 4], [2.0, 2.5])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+#: Columns of :func:`item_matrix`, in the order of ``features.ITEM_FEATURES``.
+MF, MF_BIAS, TASTE, ARTIST, POPULARITY, TRENDING, SKIP_RATE, COOC, FRESHNESS = range(9)
+ARTIST_SIGNED, GENRE_SIGNED = 9, 10
+N_ITEM_FEATURES = 11
+#: Pseudo-events at the global skip rate added to an item's own (as Popularity.skip_rate).
+SKIP_RATE_PRIOR = 4.0
+
+
+@njit(cache=True)
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest finite scores, best first, ties by lower index.
+
+    One pass with a small sorted buffer: no copy, partition or sort of ``scores``.
+    """
+    n = len(scores)
+    k = min(k, n)
+    best_rows = np.empty(max(k, 0), dtype=np.int64)
+    best_scores = np.empty(max(k, 0), dtype=np.float64)
+    size = 0
+    for row in range(n):
+        value = float(scores[row])
+        if not math.isfinite(value):
+            continue
+        # Rows arrive in increasing order, so an equal score never displaces a kept row.
+        if size == k and (k == 0 or value <= best_scores[k - 1]):
+            continue
+        position = size if size < k else k - 1
+        while position > 0 and best_scores[position - 1] < value:
+            if position < k:
+                best_scores[position] = best_scores[position - 1]
+                best_rows[position] = best_rows[position - 1]
+            position -= 1
+        best_scores[position] = value
+        best_rows[position] = row
+        if size < k:
+            size += 1
+    return best_rows[:size]
+
+
+@njit(cache=True)
+def cooc_sums(
+    neighbour_rows: np.ndarray,
+    strengths: np.ndarray,
+    lengths: np.ndarray,
+    seed_weights: np.ndarray,
+    order: np.ndarray,
+    totals: np.ndarray,
+    totals_scale: float,
+    scale: float,
+    damping: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour strengths summed over weighted seeds: distinct rows (sorted) and sums.
+
+    ``neighbour_rows`` / ``strengths`` are the seeds' neighbour lists one after the
+    other (``lengths`` entries each); every strength is multiplied by its seed's
+    weight and ``scale``, then divided by ``max(total, 1) ** damping`` of the
+    neighbour (``totals`` read at ``totals_scale``). ``order`` sorts
+    ``neighbour_rows`` (numpy's stable sort of small int arrays is several times
+    faster than the compiled one, so the caller passes it).
+    """
+    n = len(neighbour_rows)
+    values = np.empty(n, dtype=np.float64)
+    start = 0
+    for seed in range(len(lengths)):
+        weight = seed_weights[seed] * scale
+        for i in range(start, start + lengths[seed]):
+            value = strengths[i] * weight
+            if damping != 0.0:
+                other = neighbour_rows[i]
+                total = totals[other] * totals_scale if other < len(totals) else 0.0
+                value /= max(total, 1.0) ** damping
+            values[i] = value
+        start += lengths[seed]
+    rows = np.empty(n, dtype=np.int64)
+    sums = np.empty(n, dtype=np.float64)
+    size = 0
+    for i in order:
+        row = neighbour_rows[i]
+        if size and rows[size - 1] == row:
+            sums[size - 1] += values[i]
+        else:
+            rows[size] = row
+            sums[size] = values[i]
+            size += 1
+    return rows[:size], sums[:size]
+
+
+@njit(cache=True)
+def unseen_candidates(rows: np.ndarray, seen: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Distinct rows of sorted ``rows`` that are active and not in sorted ``seen``.
+
+    (numpy sorts the small candidate arrays several times faster than compiled code.)
+    """
+    out = np.empty(len(rows), dtype=np.int64)
+    size = 0
+    cursor = 0
+    n_seen = len(seen)
+    previous = -1
+    for row in rows:
+        if row == previous:
+            continue
+        previous = row
+        # Both are sorted: advance through ``seen`` instead of searching it.
+        while cursor < n_seen and seen[cursor] < row:
+            cursor += 1
+        if cursor < n_seen and seen[cursor] == row:
+            continue
+        if active[row]:
+            out[size] = row
+            size += 1
+    return out[:size]
+
+
+@njit(cache=True)
+def lookup(rows: np.ndarray, sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` of each row in ``sorted_keys`` (aligned), 0 where a row is absent."""
+    out = np.zeros(len(rows), dtype=np.float64)
+    if len(sorted_keys) == 0:
+        return out
+    positions = np.searchsorted(sorted_keys, rows)
+    for i in range(len(rows)):
+        position = positions[i]
+        if position < len(sorted_keys) and sorted_keys[position] == rows[i]:
+            out[i] = values[position]
+    return out
+
+
+@njit(cache=True)
+def _signed_log(value: float) -> float:
+    # log(1 + x) rather than log1p: half the cost, and x is never tiny enough to matter.
+    return math.copysign(math.log(1.0 + abs(value)), value)
+
+
+@njit(cache=True, fastmath=True)
+def _dot(matrix: np.ndarray, row: int, vector: np.ndarray) -> float:
+    # fastmath lets LLVM reorder the sum into SIMD lanes (float32 rounding differs a little).
+    total = np.float32(0.0)
+    for f in range(len(vector)):
+        total += matrix[row, f] * vector[f]
+    return total
+
+
+@njit(cache=True)
+def _dense(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    # One extra slot at the end absorbs the -1 "no artist / no genre" index.
+    table = np.zeros(size + 1, dtype=np.float64)
+    for i in range(len(keys)):
+        table[keys[i]] = values[i]
+    return table
+
+
+@njit(cache=True)
+def item_matrix(
+    rows: np.ndarray,
+    cooc: np.ndarray,
+    plays: np.ndarray,
+    plays_scale: float,
+    recent: np.ndarray,
+    recent_scale: float,
+    skips: np.ndarray,
+    skips_scale: float,
+    skip_share: float,
+    learned: np.ndarray,
+    item_bias: np.ndarray,
+    item_factors: np.ndarray,
+    user_vector: np.ndarray,
+    released_at: np.ndarray,
+    release_window: float,
+    now: float,
+    artist_of: np.ndarray,
+    genres_of: np.ndarray,
+    artist_keys: np.ndarray,
+    artist_values: np.ndarray,
+    genre_keys: np.ndarray,
+    genre_values: np.ndarray,
+    n_artists: int,
+    n_genres: int,
+    inverse_total: float,
+    taste_scale: float,
+) -> np.ndarray:
+    """One row of the 11 item features per entry of ``rows`` (see ``ITEM_FEATURES``).
+
+    ``cooc`` is each row's raw co-occurrence sum with the user's seeds; the
+    popularity counters are raw forward-decayed arrays read at their scale; an
+    empty ``user_vector`` means MF does not know the user; empty ``artist_keys``
+    means no taste profile.
+    """
+    n = len(rows)
+    out = np.zeros((n, 11), dtype=np.float64)
+    n_learned = len(learned)
+    has_vector = len(user_vector) > 0
+    has_taste = len(artist_keys) > 0
+    if has_taste:
+        artist_table = _dense(artist_keys, artist_values, n_artists)
+        genre_table = _dense(genre_keys, genre_values, n_genres)
+    else:
+        artist_table = genre_table = np.zeros(1, dtype=np.float64)
+    for i in range(n):
+        row = rows[i]
+        if row < n_learned and learned[row]:
+            out[i, 1] = item_bias[row]
+            if has_vector:
+                out[i, 0] = _dot(item_factors, row, user_vector)
+        row_plays = plays[row] * plays_scale
+        row_skips = skips[row] * skips_scale
+        out[i, 4] = math.log(1.0 + row_plays)
+        out[i, 5] = math.log(1.0 + recent[row] * recent_scale)
+        out[i, 6] = (row_skips + SKIP_RATE_PRIOR * skip_share) / (
+            row_skips + row_plays + SKIP_RATE_PRIOR
+        )
+        if cooc[i] != 0.0:
+            out[i, 7] = math.log(1.0 + cooc[i])
+        age = now - released_at[row]
+        if age >= 0.0:  # False for NaN: no release date, no freshness
+            out[i, 8] = math.exp(-age / release_window)
+        artist = artist_of[row]
+        if has_taste and artist >= 0:
+            artist_raw = artist_table[artist]
+            genre_sum = 0.0
+            n_item_genres = 0
+            for slot in range(genres_of.shape[1]):
+                genre = genres_of[row, slot]
+                if genre >= 0:
+                    genre_sum += genre_table[genre]
+                    n_item_genres += 1
+            genre_mean = genre_sum / max(n_item_genres, 1)
+            out[i, 2] = (artist_raw + genre_mean) * inverse_total
+            out[i, 3] = artist_raw * inverse_total
+            if artist_raw != 0.0:
+                out[i, 9] = _signed_log(artist_raw * taste_scale)
+            if genre_mean != 0.0:
+                out[i, 10] = _signed_log(genre_mean * taste_scale)
+    return out
+
+
+@njit(cache=True)
+def top_picks_score(
+    features: np.ndarray,
+    mf_blend: float,
+    cooc_blend: float,
+    taste_blend: float,
+    popularity_blend: float,
+    skip_coefficients: np.ndarray,
+    skip_intercept: float,
+    play_through_weight: float,
+) -> np.ndarray:
+    """Blend of MF, co-occurrence, taste and popularity plus weighted P(play-through).
+
+    Co-occurrence and popularity are taken relative to the best candidate; the
+    skip model's log-odds are ``features @ skip_coefficients + skip_intercept``
+    (a zero ``play_through_weight`` leaves the skip model out).
+    """
+    n = features.shape[0]
+    cooc_top = 0.0
+    popularity_top = 0.0
+    for i in range(n):
+        cooc_top = max(cooc_top, features[i, 7])
+        popularity_top = max(popularity_top, features[i, 4])
+    cooc_norm = 1.0 / cooc_top if cooc_top > 0.0 else 1.0
+    popularity_norm = 1.0 / popularity_top if popularity_top > 0.0 else 1.0
+    score = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        value = (
+            mf_blend * (features[i, 0] + features[i, 1])
+            + cooc_blend * features[i, 7] * cooc_norm
+            + taste_blend * features[i, 2]
+            + popularity_blend * features[i, 4] * popularity_norm
+        )
+        if play_through_weight != 0.0:
+            logit = skip_intercept
+            for f in range(features.shape[1]):
+                logit += features[i, f] * skip_coefficients[f]
+            logit = min(max(logit, -500.0), 500.0)
+            value += play_through_weight * (1.0 - 1.0 / (1.0 + math.exp(-logit)))
+        score[i] = value
+    return score
