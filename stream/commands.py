@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,17 @@ async def _publish_simulation(
             counts["catalog"] += 1
         await producer.flush()
         started = time.perf_counter()
+        run_id = uuid.uuid4().hex[:12]
         pending: list[asyncio.Future[Any]] = []
         with Progress(console=console, transient=False) as progress:
             task = progress.add_task("events", total=n_events)
             for index, event in enumerate(world.events(n_events)):
                 if live_time:
-                    event = _with_timestamp(event, time.time())
+                    # a live run is new traffic: fresh ids, or a worker that saw an
+                    # earlier run would drop these as duplicates
+                    event = dataclasses.replace(
+                        event, timestamp=time.time(), event_id=f"{run_id}-{event.event_id}"
+                    )
                 payload = encode_interaction(event)
                 topic = settings.topic_name(EVENT_TOPICS[event.type].base_name)
                 pending.append(await producer.send(topic, payload, key=event.user_id.encode()))
@@ -187,12 +193,6 @@ async def _publish_simulation(
         if log:
             log.close()
     return counts, per_user
-
-
-def _with_timestamp(event: Any, timestamp: float) -> Any:
-    from dataclasses import replace
-
-    return replace(event, timestamp=timestamp)
 
 
 def _build_world(users: int, items: int, seed: int, *, live: bool) -> Any:

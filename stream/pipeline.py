@@ -35,6 +35,7 @@ from stream.contracts import (
     decode_catalog_item,
     decode_interaction,
 )
+from stream.dedupe import RecentIds
 from stream.engine import Engine
 from stream.models import CatalogItem, EventType, Interaction, RecommendationList
 
@@ -54,6 +55,10 @@ class Pipeline:
         Events more than this many seconds ahead of the worker's clock, or older
         than this (0 = no limit), are rejected: a wrong clock or unit upstream
         would otherwise skew every decayed score.
+    dedupe_window
+        How many recent event ids are remembered: an event whose ``event_id`` is
+        among them (a redelivery after a crash, an upstream retry) is rejected as
+        ``duplicate`` instead of being learned twice.
     clock
         Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
     """
@@ -65,13 +70,16 @@ class Pipeline:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_event_future: float = 300.0,
         max_event_age: float = 30 * 86_400.0,
+        dedupe_window: int = 1_000_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.max_event_bytes = max_event_bytes
         self.max_event_future = max_event_future
         self.max_event_age = max_event_age
+        self.dedupe_window = dedupe_window
         self.clock = clock
+        self._recent_ids = RecentIds(dedupe_window)
         # Insertion-ordered set: users are refreshed in the order they became dirty.
         self._dirty: dict[str, None] = {}
         self.accepted: Counter[str] = Counter()
@@ -96,6 +104,9 @@ class Pipeline:
         if out_of_range is not None:
             self.rejected[out_of_range.reason] += 1
             return out_of_range
+        if not self._recent_ids.add(outcome.event_id):
+            self.rejected["duplicate"] += 1
+            return Rejection("duplicate", f"event_id {outcome.event_id!r} was already learned")
         failure = self._apply(self.engine.learn, outcome)
         if failure is not None:
             return failure

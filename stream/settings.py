@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_event_future_seconds: float = Field(
         300.0, ge=0, description="Events further ahead of the worker's clock are rejected."
     )
+    dedupe_window: int = Field(
+        1_000_000, ge=1, description="Recent event ids remembered to drop duplicates."
+    )
     max_event_age_seconds: float = Field(
         30 * 86_400.0, ge=0, description="Older events are rejected (0 = any age, for backfills)."
     )

@@ -202,3 +202,11 @@ async def test_events_outside_the_time_window_are_dead_lettered(pipeline, sent):
         ("timestamp_too_old", "data.occurred_at"),
     ]
     assert pipeline.engine.user_counts("u1")["play"] == 1
+
+
+async def test_a_repeated_event_id_is_a_duplicate_not_a_second_play(pipeline, sent):
+    await learn_from_interactions(
+        *records(plays_topic, (b"u1", _play(item="i1")), (b"u1", _play(item="i1")))
+    )
+    assert pipeline.engine.user_counts("u1")["play"] == 1
+    assert [letter["reason"] for letter in _dead_letters(sent)] == ["duplicate"]
