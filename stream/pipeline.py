@@ -94,28 +94,36 @@ class Pipeline:
         self, raw: bytes | None, *, key: bytes | None, event_type: EventType
     ) -> Interaction | Rejection:
         """Learn from one message of the topic for ``event_type``, or say why it was rejected."""
-        outcome = decode_interaction(
-            raw, expected_type=event_type, key=key, max_bytes=self.max_event_bytes
-        )
+        outcome = self._admit(raw, key=key, event_type=event_type)
         if isinstance(outcome, Rejection):
             self.rejected[outcome.reason] += 1
             return outcome
-        out_of_range = self._check_event_time(outcome.timestamp)
-        if out_of_range is not None:
-            self.rejected[out_of_range.reason] += 1
-            return out_of_range
-        if not self._recent_ids.add(outcome.event_id):
-            self.rejected["duplicate"] += 1
-            return Rejection("duplicate", f"event_id {outcome.event_id!r} was already learned")
         failure = self._apply(self.engine.learn, outcome)
         if failure is not None:
-            return failure
+            return failure  # not remembered as seen: a replay after the fix is learned
+        self._recent_ids.add(outcome.event_id)
         self.accepted[outcome.type.value] += 1
         self._dirty[outcome.user_id] = None
         self.last_event_processed_at = self.clock()
         if self.first_event_processed_at is None:
             self.first_event_processed_at = self.last_event_processed_at
         return outcome
+
+    def _admit(
+        self, raw: bytes | None, *, key: bytes | None, event_type: EventType
+    ) -> Interaction | Rejection:
+        """Decode and validate; then refuse events out of the time window or seen before."""
+        event = decode_interaction(
+            raw, expected_type=event_type, key=key, max_bytes=self.max_event_bytes
+        )
+        if isinstance(event, Rejection):
+            return event
+        out_of_range = self._check_event_time(event.timestamp)
+        if out_of_range is not None:
+            return out_of_range
+        if event.event_id in self._recent_ids:
+            return Rejection("duplicate", f"event_id {event.event_id!r} was already learned")
+        return event
 
     def _check_event_time(self, timestamp: float) -> Rejection | None:
         now = self.clock()

@@ -210,3 +210,14 @@ async def test_a_repeated_event_id_is_a_duplicate_not_a_second_play(pipeline, se
     )
     assert pipeline.engine.user_counts("u1")["play"] == 1
     assert [letter["reason"] for letter in _dead_letters(sent)] == ["duplicate"]
+
+
+async def test_an_event_the_engine_failed_on_is_learned_when_replayed(pipeline, sent, monkeypatch):
+    real_learn = pipeline.engine.learn
+    monkeypatch.setattr(pipeline.engine, "learn", lambda event: 1 / 0)
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play())))
+    assert [letter["reason"] for letter in _dead_letters(sent)] == ["processing_error"]
+    monkeypatch.setattr(pipeline.engine, "learn", real_learn)
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play())))
+    assert pipeline.engine.user_counts("u1")["play"] == 1
+    assert len(_dead_letters(sent)) == 1
