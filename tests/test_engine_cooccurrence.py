@@ -77,7 +77,7 @@ def test_neighbours_per_item_are_bounded() -> None:
     cooc = model(max_neighbours=4, window=1)
     for other in range(1, 60):
         cooc.learn(other, 1.0, at=float(other), previous=[(0, 1.0, float(other))])
-    assert len(cooc.pairs[0][0]) <= 4 + 4 // 2
+    assert len(cooc.neighbours_of(0)[0]) <= 4 + 4 // 2
     assert len(cooc.neighbours(0, 100, now=60.0)) <= 6
 
 

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stream.engine.kernels import cooc_sums
-from stream.engine.state import DecayingVector
+from stream.engine.kernels import cooc_learn, cooc_sums
+from stream.engine.state import DecayingVector, grown
 
 _MAX_EXPONENT = 60.0
 
@@ -43,6 +43,13 @@ class Cooccurrence:
     damping
         Neighbour scores are divided by ``neighbour_popularity ** damping``, so that
         very popular items do not become everyone's neighbour.
+
+    Notes
+    -----
+    Each item's neighbours live in one row of two fixed-width arrays (rows and
+    forward-decayed strengths, ``max_neighbours * 3 // 2 + 1`` slots, the first
+    ``counts[row]`` in use), so that a compiled kernel updates every pair of an
+    event in one call; a full row is pruned to the ``max_neighbours`` strongest.
     """
 
     def __init__(
@@ -58,8 +65,10 @@ class Cooccurrence:
         self.session_gap = session_gap
         self.max_neighbours = max_neighbours
         self.damping = damping
-        # row -> (neighbour rows, forward-decayed strengths): two compact arrays per item.
-        self.pairs: dict[int, tuple[array, array]] = {}
+        width = max_neighbours + max_neighbours // 2 + 1
+        self.neighbour_rows = np.zeros((0, width), dtype=np.int32)
+        self.strengths = np.zeros((0, width), dtype=np.float32)
+        self.counts = np.zeros(0, dtype=np.int32)
         self.totals = DecayingVector(half_life)
         self.origin: float | None = None
 
@@ -68,31 +77,23 @@ class Cooccurrence:
             self.origin = at
         exponent = (at - self.origin) / self.half_life
         if exponent > _MAX_EXPONENT:
-            shrink = 2.0 ** (-exponent)
-            for _, values in self.pairs.values():
-                np.frombuffer(values, dtype=np.float32)[:] *= shrink
+            self.strengths *= 2.0 ** (-exponent)
             self.origin = at
             exponent = 0.0
         return float(2.0**exponent)
 
-    def _bump(self, row: int, other: int, amount: float) -> None:
-        entry = self.pairs.get(row)
-        if entry is None:
-            entry = self.pairs[row] = (array("i"), array("f"))
-        rows, values = entry
-        if other in rows:
-            values[rows.index(other)] += amount
-            return
-        rows.append(other)
-        values.append(amount)
-        # Prune in batches (amortised), keeping the strongest neighbours.
-        if len(rows) > self.max_neighbours + self.max_neighbours // 2:
-            keep = sorted(range(len(rows)), key=lambda i: (-values[i], rows[i]))
-            keep = keep[: self.max_neighbours]
-            self.pairs[row] = (
-                array("i", [rows[i] for i in keep]),
-                array("f", [values[i] for i in keep]),
-            )
+    def _reserve(self, size: int) -> None:
+        if size > len(self.counts):
+            self.neighbour_rows = grown(self.neighbour_rows, size)
+            self.strengths = grown(self.strengths, size)
+            self.counts = grown(self.counts, size)
+
+    def neighbours_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Kept neighbour rows of ``row`` and their stored (undecayed) strengths, as views."""
+        if row >= len(self.counts):
+            return self.neighbour_rows[:0, 0], self.strengths[:0, 0]
+        n = int(self.counts[row])
+        return self.neighbour_rows[row, :n], self.strengths[row, :n]
 
     def learn(
         self, row: int, weight: float, *, at: float, previous: Iterable[tuple[int, float, float]]
@@ -111,28 +112,61 @@ class Cooccurrence:
             The user's earlier ``(row, weight, time)`` events, newest first; only
             the first ``window`` positive ones are used.
         """
+        events = list(previous)[::-1]  # oldest first: a ring buffer that never wrapped
+        self.learn_recent(
+            row,
+            weight,
+            at=at,
+            rows=array("i", [other for other, _, _ in events]),
+            weights=array("f", [other_weight for _, other_weight, _ in events]),
+            times=array("d", [other_time for _, _, other_time in events]),
+            n_recent=len(events),
+        )
+
+    def learn_recent(
+        self,
+        row: int,
+        weight: float,
+        *,
+        at: float,
+        rows: array,
+        weights: array,
+        times: array,
+        n_recent: int,
+        size: int | None = None,
+    ) -> None:
+        """:meth:`learn` with the previous events as a ring buffer (no per-event tuples).
+
+        ``rows`` / ``weights`` / ``times`` are the ring of
+        :class:`~stream.engine.state.UserState` (``n_recent`` events ever written);
+        ``size``, when given, bounds every row involved (the item count).
+        """
         if weight <= 0:
             return
         factor = self._factor(at)
         self.totals.add(row, weight, at=at)
-        paired = 0
-        later_time = at
-        session_factor = 1.0
-        for other, other_weight, other_time in previous:
-            if paired >= self.window:
-                break
-            if later_time - other_time > self.session_gap:
-                session_factor = 0.5
-            later_time = other_time
-            if other_weight <= 0 or other == row:
-                continue
-            amount = min(weight, other_weight) * session_factor / (1.0 + 0.5 * paired) * factor
-            self._bump(other, row, amount)
-            self._bump(row, other, amount)
-            paired += 1
+        needed = size if size is not None else max(row, max(rows, default=-1)) + 1
+        self._reserve(needed)
+        cooc_learn(
+            self.neighbour_rows,
+            self.strengths,
+            self.counts,
+            row,
+            weight,
+            factor,
+            at,
+            rows,
+            weights,
+            times,
+            n_recent,
+            self.window,
+            self.session_gap,
+            self.max_neighbours,
+        )
 
     def forget_item(self, row: int) -> None:
-        self.pairs.pop(row, None)
+        if row < len(self.counts):
+            self.counts[row] = 0
         self.totals.forget(row)
 
     def _scale(self, now: float) -> float:
@@ -142,21 +176,21 @@ class Cooccurrence:
 
     def strength(self, row: int, other: int, *, now: float) -> float:
         """Damped co-occurrence score of ``other`` as a neighbour of ``row``."""
-        entry = self.pairs.get(row)
-        if entry is None or other not in entry[0]:
+        rows, values = self.neighbours_of(row)
+        found = np.flatnonzero(rows == other)
+        if not len(found):
             return 0.0
-        rows, values = entry
-        value = values[rows.index(other)] * self._scale(now)
+        value = float(values[found[0]]) * self._scale(now)
         if self.damping:
             value /= max(self.totals.value(other, now=now), 1.0) ** self.damping
         return value
 
     def _scored(self, row: int, now: float) -> tuple[np.ndarray, np.ndarray]:
-        entry = self.pairs.get(row)
-        if entry is None or not entry[0]:
+        kept, strengths = self.neighbours_of(row)
+        if not len(kept):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        rows = np.frombuffer(entry[0], dtype=np.int32).astype(np.int64)
-        values = np.frombuffer(entry[1], dtype=np.float32) * self._scale(now)
+        rows = kept.astype(np.int64)
+        values = strengths * self._scale(now)
         if self.damping:
             totals = self.totals.raw(int(rows.max()) + 1)[rows] * self.totals.scale(now)
             values /= np.maximum(totals, 1.0) ** self.damping
@@ -185,24 +219,22 @@ class Cooccurrence:
         >>> rows.tolist(), scores.tolist()
         ([0, 1, 2], [0.5, 1.0, 1.0])
         """
-        row_parts: list[np.ndarray] = []
-        value_parts: list[np.ndarray] = []
-        seed_parts: list[float] = []
-        for seed, seed_weight in seeds:
-            entry = self.pairs.get(seed)
-            if entry is not None and entry[0]:
-                row_parts.append(np.frombuffer(entry[0], dtype=np.int32))
-                value_parts.append(np.frombuffer(entry[1], dtype=np.float32))
-                seed_parts.append(seed_weight)
-        if not row_parts:
+        seed_list = [(seed, seed_weight) for seed, seed_weight in seeds if seed < len(self.counts)]
+        if not seed_list:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
+        seed_rows = np.array([seed for seed, _ in seed_list], dtype=np.int64)
+        lengths = self.counts[seed_rows].astype(np.int64)
+        if not lengths.any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        # The seeds' neighbour lists one after the other (the first ``counts`` slots of each).
+        in_use = np.arange(self.neighbour_rows.shape[1]) < lengths[:, None]
+        rows = self.neighbour_rows[seed_rows][in_use]
         # One compiled pass weighs, damps and sums every seed's neighbours.
-        rows = np.concatenate(row_parts)
         return cooc_sums(
             rows,
-            np.concatenate(value_parts),
-            np.array([len(part) for part in row_parts], dtype=np.int64),
-            np.array(seed_parts, dtype=np.float64),
+            self.strengths[seed_rows][in_use],
+            lengths,
+            np.array([seed_weight for _, seed_weight in seed_list], dtype=np.float64),
             np.argsort(rows, kind="stable"),
             self.totals.values,
             self.totals.scale(now),

@@ -53,7 +53,7 @@ from stream.engine.exploration import DiscoveryBandit
 from stream.engine.factors import FactorModel
 from stream.engine.features import (
     ITEM_FEATURES,
-    item_features,
+    event_features,
     item_matrix_of,
     positive_seeds,
     recent_skip_share,
@@ -75,7 +75,7 @@ from stream.models import (
     Row,
 )
 
-SNAPSHOT_VERSION: Final = 2
+SNAPSHOT_VERSION: Final = 3
 TOP_PICKS: Final = "top-picks"
 BECAUSE_PREFIX: Final = "because-you-played:"
 DISCOVER: Final = "discover"
@@ -96,6 +96,8 @@ _DISCOVER_MF_POOL: Final = 200
 _LONG_TAIL_START: Final = 50
 #: Skip-model coefficients when the skip model is left out of a ranking.
 _NO_SKIP_MODEL: Final = np.zeros(len(ITEM_FEATURES))
+#: Names of the entries of :func:`~stream.engine.features.event_features`.
+_EVENT_FEATURES: Final = (*ITEM_FEATURES, "seen", "previous", "recent_skips")
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
 
 
@@ -233,7 +235,16 @@ class Engine:
             self.factors.learn(event.user_id, row, weight, may_sample=not user.has_seen(row))
         self.popularity.learn(row, positive=not is_skip, at=at, device=event.device)
         if not is_skip:
-            self.cooccurrence.learn(row, weight, at=at, previous=user.newest_first())
+            self.cooccurrence.learn_recent(
+                row,
+                weight,
+                at=at,
+                rows=user.recent_rows,
+                weights=user.recent_weights,
+                times=user.recent_times,
+                n_recent=user.n_recent,
+                size=len(items),
+            )
         if items.catalog[row] is not None:
             self.taste.learn(user, items, row, weight, at=at)
 
@@ -310,11 +321,8 @@ class Engine:
             return memo[2]
         now = event.timestamp
         features = user_context(user, now, event.device, from_list=event.source is not None)
-        features.update(item_features(self, event.user_id, user, row, now))
-        previous = user.last_outcome(row)
-        features["seen"] = 0.0 if previous is None else 1.0
-        features["previous"] = 0.0 if previous is None else previous
-        features["recent_skips"] = recent_skip_share(user)
+        vector = event_features(self, event.user_id, user, row, now).tolist()
+        features.update(zip(_EVENT_FEATURES, vector, strict=True))
         features["mf_user"] = self.factors.river.u_biases.get(event.user_id, 0.0)
         features["user_events"] = math.log1p(user.n_events)
         self._features_for = (event, self._state_version, features)

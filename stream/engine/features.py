@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from stream.engine.kernels import item_matrix
+from stream.engine import kernels
+from stream.engine.kernels import N_ITEM_FEATURES, item_matrix
 from stream.engine.signals import context_features
 from stream.engine.state import UserState
 
@@ -76,7 +77,11 @@ def positive_seeds(user: UserState, limit: int) -> list[tuple[int, float, float]
     return found
 
 
-def recent_skip_share(user: UserState, window: int = 5) -> float:
+#: Events behind ``recent_skips`` (the session mood feature).
+RECENT_SKIP_WINDOW: Final = 5
+
+
+def recent_skip_share(user: UserState, window: int = RECENT_SKIP_WINDOW) -> float:
     """Share of skips among the user's last ``window`` events (0.5 with none): session mood.
 
     >>> user = UserState(capacity=8)
@@ -115,41 +120,76 @@ def item_features(
 ) -> dict[str, float]:
     """:data:`ITEM_FEATURES` of one item for one user at ``now`` (per event).
 
-    This runs for every event (``learn`` and ``predict_skip``): it sums the
-    item's co-occurrence with the user's seeds by walking the seeds' neighbour
-    lists, then computes the features with :func:`item_matrix`, the same code
-    that ranking runs on many items, so what the skip model learns from is what
-    it is served.
+    The first entries of :func:`event_features` (what ``learn`` and
+    ``predict_skip`` compute per event), by name. They come from
+    :func:`item_matrix`, the same code that ranking runs on many items, so what
+    the skip model learns from is what it is served.
     """
+    vector = event_features(engine, user_id, user, row, now)
+    return dict(zip(ITEM_FEATURES, vector[:N_ITEM_FEATURES].tolist(), strict=True))
+
+
+def event_features(
+    engine: Engine, user_id: str, user: UserState, row: int, now: float
+) -> np.ndarray:
+    """Everything item- and history-dependent the skip model sees of one event, as a vector.
+
+    :data:`ITEM_FEATURES` of ``row`` (the definitions of :func:`item_matrix_of`),
+    then ``seen``, ``previous`` and ``recent_skips``: one compiled call
+    (:func:`~stream.engine.kernels.event_features`) reading the user's ring
+    buffer, the co-occurrence arrays and the item statistics as they are.
+    """
+    items = engine.items
+    popularity = engine.popularity
+    factors = engine.factors
     cooccurrence = engine.cooccurrence
-    # Co-occurrence with the user's latest distinct positive plays, newest weighing most;
-    # the decay and the damping depend on ``row`` only, so they are applied once.
-    raw_cooc = 0.0
-    pairs = cooccurrence.pairs
-    limit = engine.config.cooc_window
-    n_seeds = 0
-    met: list[int] = []
-    for seed, weight, _ in user.newest_first():
-        if weight <= 0 or seed in met:
-            continue
-        met.append(seed)
-        entry = pairs.get(seed)
-        if entry is not None:
-            neighbours = entry[0]
-            if row in neighbours:
-                raw_cooc += entry[1][neighbours.index(row)] * weight / (1.0 + n_seeds)
-        n_seeds += 1
-        if n_seeds >= limit:
-            break
-    cooc = 0.0
-    if raw_cooc:
-        cooc = raw_cooc * cooccurrence._scale(now)
-        if cooccurrence.damping:
-            cooc /= max(cooccurrence.totals.value(row, now=now), 1.0) ** cooccurrence.damping
-    matrix = item_matrix_of(
-        engine, user_id, user, np.array([row], dtype=np.int64), now, np.array([cooc])
+    taste = engine.taste
+    size = len(items)
+    vector = factors.river.u_latents.get(user_id)
+    if vector is None:
+        vector = _NO_VECTOR
+    elif vector.dtype != np.float32:
+        vector = vector.astype(np.float32)
+    return kernels.event_features(
+        row,
+        user.recent_rows,
+        user.recent_weights,
+        user.n_recent,
+        engine.config.cooc_window,
+        RECENT_SKIP_WINDOW,
+        user.seen,
+        user.seen_outcome,
+        cooccurrence.neighbour_rows,
+        cooccurrence.strengths,
+        cooccurrence.counts,
+        cooccurrence._scale(now),
+        cooccurrence.totals.values,
+        cooccurrence.totals.scale(now),
+        float(cooccurrence.damping),
+        popularity.plays.raw(size),
+        popularity.plays.scale(now),
+        popularity.recent_plays.raw(size),
+        popularity.recent_plays.scale(now),
+        popularity.skips.raw(size),
+        popularity.skips.scale(now),
+        popularity.skip_share,
+        factors.learned,
+        factors.item_bias,
+        factors.item_factors,
+        vector,
+        items.released_at,
+        engine.config.new_release_window,
+        now,
+        items.artist_of,
+        items.genres_of,
+        user.artist_keys,
+        user.artist_values,
+        user.genre_keys,
+        user.genre_values,
+        len(items.artists),
+        len(items.genres),
+        taste._scale(user, now) if len(user.artist_keys) else 0.0,
     )
-    return dict(zip(ITEM_FEATURES, matrix[0].tolist(), strict=True))
 
 
 def item_matrix_of(

@@ -306,3 +306,239 @@ def top_picks_score(
             value += play_through_weight * (1.0 - 1.0 / (1.0 + math.exp(-logit)))
         score[i] = value
     return score
+
+
+@njit(cache=True)
+def _bump_pair(
+    neighbours: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    row: int,
+    other: int,
+    amount: float,
+    max_neighbours: int,
+) -> None:
+    # Add ``amount`` to ``other`` in ``row``'s neighbour list. A list holds up to
+    # ``width - 1`` entries; the one that fills the last slot triggers a prune to the
+    # ``max_neighbours`` strongest (ties: lower row), amortised over the slack.
+    n = counts[row]
+    for j in range(n):
+        if neighbours[row, j] == other:
+            strengths[row, j] += amount
+            return
+    neighbours[row, n] = other
+    strengths[row, n] = amount
+    n += 1
+    if n < neighbours.shape[1]:
+        counts[row] = n
+        return
+    # Insertion sort of the (few dozen) entries by (-strength, row), in place.
+    for i in range(1, n):
+        key_row = neighbours[row, i]
+        key_value = strengths[row, i]
+        j = i - 1
+        while j >= 0 and (
+            strengths[row, j] < key_value
+            or (strengths[row, j] == key_value and neighbours[row, j] > key_row)
+        ):
+            neighbours[row, j + 1] = neighbours[row, j]
+            strengths[row, j + 1] = strengths[row, j]
+            j -= 1
+        neighbours[row, j + 1] = key_row
+        strengths[row, j + 1] = key_value
+    counts[row] = max_neighbours
+
+
+@njit(cache=True)
+def cooc_learn(
+    neighbours: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    row: int,
+    weight: float,
+    factor: float,
+    at: float,
+    recent_rows: np.ndarray,
+    recent_weights: np.ndarray,
+    recent_times: np.ndarray,
+    n_recent: int,
+    window: int,
+    session_gap: float,
+    max_neighbours: int,
+) -> None:
+    """Pair a positive event on ``row`` with the user's previous events, in place.
+
+    The previous events are a ring buffer (``n_recent`` ever written, the newest
+    at ``(n_recent - 1) % len(recent_rows)``), walked newest first: the first
+    ``window`` positive ones other than ``row`` pair with it, a pair across a
+    silence longer than ``session_gap`` counts half, and farther predecessors
+    less (see :class:`~stream.engine.cooccurrence.Cooccurrence`). ``factor`` is
+    the forward-decay factor of ``at``.
+    """
+    capacity = len(recent_rows)
+    paired = 0
+    later_time = at
+    session_factor = 1.0
+    for position in range(n_recent - 1, max(n_recent - capacity, 0) - 1, -1):
+        if paired >= window:
+            break
+        slot = position % capacity
+        other = recent_rows[slot]
+        other_weight = float(recent_weights[slot])
+        other_time = recent_times[slot]
+        if later_time - other_time > session_gap:
+            session_factor = 0.5
+        later_time = other_time
+        if other_weight <= 0.0 or other == row:
+            continue
+        amount = min(weight, other_weight) * session_factor / (1.0 + 0.5 * paired) * factor
+        _bump_pair(neighbours, strengths, counts, other, row, amount, max_neighbours)
+        _bump_pair(neighbours, strengths, counts, row, other, amount, max_neighbours)
+        paired += 1
+
+
+#: Entries of :func:`event_features` after the item features.
+SEEN, PREVIOUS, RECENT_SKIPS = N_ITEM_FEATURES, N_ITEM_FEATURES + 1, N_ITEM_FEATURES + 2
+#: Signals are stored per seen item as round(weight * 50) (as ``state.UserState``).
+OUTCOME_SCALE = 50.0
+
+
+@njit(cache=True)
+def event_features(
+    row: int,
+    recent_rows: np.ndarray,
+    recent_weights: np.ndarray,
+    n_recent: int,
+    cooc_window: int,
+    skip_window: int,
+    seen: np.ndarray,
+    seen_outcome: np.ndarray,
+    neighbour_rows: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    cooc_scale: float,
+    cooc_totals: np.ndarray,
+    cooc_totals_scale: float,
+    damping: float,
+    plays: np.ndarray,
+    plays_scale: float,
+    recent: np.ndarray,
+    recent_scale: float,
+    skips: np.ndarray,
+    skips_scale: float,
+    skip_share: float,
+    learned: np.ndarray,
+    item_bias: np.ndarray,
+    item_factors: np.ndarray,
+    user_vector: np.ndarray,
+    released_at: np.ndarray,
+    release_window: float,
+    now: float,
+    artist_of: np.ndarray,
+    genres_of: np.ndarray,
+    artist_keys: np.ndarray,
+    artist_values: np.ndarray,
+    genre_keys: np.ndarray,
+    genre_values: np.ndarray,
+    n_artists: int,
+    n_genres: int,
+    taste_scale: float,
+) -> np.ndarray:
+    """The per-event features of one item for one user, in one call.
+
+    Entries ``0 .. N_ITEM_FEATURES - 1`` are :func:`item_matrix` of ``row``;
+    then whether the user has met the item (:data:`SEEN`), the user's latest
+    signal on it (:data:`PREVIOUS`) and the share of skips among the user's last
+    ``skip_window`` events (:data:`RECENT_SKIPS`, 0.5 with none). The
+    co-occurrence is summed over the user's latest ``cooc_window`` distinct
+    positive items (newest weighing most), read from the ring buffer and the
+    neighbour arrays directly: no per-event Python walk of the history.
+    """
+    out = np.zeros(N_ITEM_FEATURES + 3, dtype=np.float64)
+    capacity = len(recent_rows)
+    oldest = max(n_recent - capacity, 0)
+    met = np.empty(cooc_window, dtype=np.int64)
+    n_seeds = 0
+    raw_cooc = 0.0
+    n_last = 0
+    n_skips = 0
+    for position in range(n_recent - 1, oldest - 1, -1):
+        slot = position % capacity
+        weight = float(recent_weights[slot])
+        if n_last < skip_window:
+            n_last += 1
+            if weight < 0.0:
+                n_skips += 1
+        if n_seeds >= cooc_window:
+            if n_last >= skip_window:
+                break
+            continue
+        if weight <= 0.0:
+            continue
+        seed = recent_rows[slot]
+        repeated = False
+        for s in range(n_seeds):
+            if met[s] == seed:
+                repeated = True
+                break
+        if repeated:
+            continue
+        met[n_seeds] = seed
+        if seed < len(counts):
+            for j in range(counts[seed]):
+                if neighbour_rows[seed, j] == row:
+                    raw_cooc += float(strengths[seed, j]) * weight / (1.0 + n_seeds)
+                    break
+        n_seeds += 1
+    cooc = 0.0
+    if raw_cooc != 0.0:
+        cooc = raw_cooc * cooc_scale
+        if damping != 0.0:
+            total = cooc_totals[row] * cooc_totals_scale if row < len(cooc_totals) else 0.0
+            cooc /= max(total, 1.0) ** damping
+    out[RECENT_SKIPS] = n_skips / n_last if n_last else 0.5
+    position = np.searchsorted(seen, row)
+    if position < len(seen) and seen[position] == row:
+        out[SEEN] = 1.0
+        out[PREVIOUS] = seen_outcome[position] / OUTCOME_SCALE
+    inverse_total = 0.0
+    if len(artist_keys) > 0:
+        positive = 0.0
+        for value in artist_values:
+            if value > 0:
+                positive += float(value)
+        inverse_total = 1.0 / max(positive, 1e-12)
+    rows = np.empty(1, dtype=np.int64)
+    rows[0] = row
+    cooc_column = np.empty(1, dtype=np.float64)
+    cooc_column[0] = cooc
+    features = item_matrix(
+        rows,
+        cooc_column,
+        plays,
+        plays_scale,
+        recent,
+        recent_scale,
+        skips,
+        skips_scale,
+        skip_share,
+        learned,
+        item_bias,
+        item_factors,
+        user_vector,
+        released_at,
+        release_window,
+        now,
+        artist_of,
+        genres_of,
+        artist_keys,
+        artist_values,
+        genre_keys,
+        genre_values,
+        n_artists,
+        n_genres,
+        inverse_total,
+        taste_scale,
+    )
+    out[:N_ITEM_FEATURES] = features[0]
+    return out
