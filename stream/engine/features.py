@@ -21,7 +21,7 @@ Item features
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -139,17 +139,8 @@ def event_features(
     (:func:`~stream.engine.kernels.event_features`) reading the user's ring
     buffer, the co-occurrence arrays and the item statistics as they are.
     """
-    items = engine.items
-    popularity = engine.popularity
-    factors = engine.factors
     cooccurrence = engine.cooccurrence
     taste = engine.taste
-    size = len(items)
-    vector = factors.river.u_latents.get(user_id)
-    if vector is None:
-        vector = _NO_VECTOR
-    elif vector.dtype != np.float32:
-        vector = vector.astype(np.float32)
     return kernels.event_features(
         row,
         user.recent_rows,
@@ -166,28 +157,7 @@ def event_features(
         cooccurrence.totals.values,
         cooccurrence.totals.scale(now),
         float(cooccurrence.damping),
-        popularity.plays.raw(size),
-        popularity.plays.scale(now),
-        popularity.recent_plays.raw(size),
-        popularity.recent_plays.scale(now),
-        popularity.skips.raw(size),
-        popularity.skips.scale(now),
-        popularity.skip_share,
-        factors.learned,
-        factors.item_bias,
-        factors.item_factors,
-        vector,
-        items.released_at,
-        engine.config.new_release_window,
-        now,
-        items.artist_of,
-        items.genres_of,
-        user.artist_keys,
-        user.artist_values,
-        user.genre_keys,
-        user.genre_values,
-        len(items.artists),
-        len(items.genres),
+        *_item_and_taste_inputs(engine, user_id, user, now),
         taste._scale(user, now) if len(user.artist_keys) else 0.0,
     )
 
@@ -207,20 +177,35 @@ def item_matrix_of(
     engine's arrays go to the compiled :func:`~stream.engine.kernels.item_matrix`
     as they are (no per-call copies, no dense per-user tables).
     """
+    taste = engine.taste
+    has_taste = len(user.artist_keys) > 0
+    return item_matrix(
+        rows,
+        cooc,
+        *_item_and_taste_inputs(engine, user_id, user, now),
+        1.0 / taste._total(user) if has_taste else 0.0,
+        taste._scale(user, now) if has_taste else 0.0,
+    )
+
+
+_NO_VECTOR: Final = np.zeros(0, dtype=np.float32)
+
+
+def _item_and_taste_inputs(
+    engine: Engine, user_id: str, user: UserState, now: float
+) -> tuple[Any, ...]:
+    """The arguments both feature kernels take in the same order: item statistics,
+    MF factors with the user's vector, release dates, artists/genres, the user's taste."""
     items = engine.items
     popularity = engine.popularity
     factors = engine.factors
-    taste = engine.taste
     size = len(items)
     vector = factors.river.u_latents.get(user_id)
     if vector is None:
         vector = _NO_VECTOR
     elif vector.dtype != np.float32:
         vector = vector.astype(np.float32)
-    has_taste = len(user.artist_keys) > 0
-    return item_matrix(
-        rows,
-        cooc,
+    return (
         popularity.plays.raw(size),
         popularity.plays.scale(now),
         popularity.recent_plays.raw(size),
@@ -243,12 +228,7 @@ def item_matrix_of(
         np.frombuffer(user.genre_values, dtype=np.float32),
         len(items.artists),
         len(items.genres),
-        1.0 / taste._total(user) if has_taste else 0.0,
-        taste._scale(user, now) if has_taste else 0.0,
     )
-
-
-_NO_VECTOR: Final = np.zeros(0, dtype=np.float32)
 
 
 def item_columns(
