@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from stream.engine.kernels import cooc_learn, cooc_sums
-from stream.engine.state import DecayingVector, grown
+from stream.engine.state import DecayingVector, decay_scale, forward_decay, grown
 
 _MAX_EXPONENT = 60.0
 
@@ -73,14 +73,10 @@ class Cooccurrence:
         self.origin: float | None = None
 
     def _factor(self, at: float) -> float:
-        if self.origin is None:
-            self.origin = at
-        exponent = (at - self.origin) / self.half_life
-        if exponent > _MAX_EXPONENT:
-            self.strengths *= 2.0 ** (-exponent)
-            self.origin = at
-            exponent = 0.0
-        return float(2.0**exponent)
+        self.origin, factor, rescale = forward_decay(self.origin, at, self.half_life)
+        if rescale != 1.0:
+            self.strengths *= rescale
+        return factor
 
     def _reserve(self, size: int) -> None:
         if size > len(self.counts):
@@ -170,9 +166,7 @@ class Cooccurrence:
         self.totals.forget(row)
 
     def _scale(self, now: float) -> float:
-        if self.origin is None:
-            return 0.0
-        return float(2.0 ** (-(now - self.origin) / self.half_life))
+        return decay_scale(self.origin, now, self.half_life)
 
     def strength(self, row: int, other: int, *, now: float) -> float:
         """Damped co-occurrence score of ``other`` as a neighbour of ``row``."""

@@ -93,6 +93,8 @@ _GENRE_CANDIDATES: Final = 3
 _GENRE_CANDIDATES_DEPTH: Final = 40
 _CACHED_PER_GENRE: Final = 200
 _DISCOVER_MF_POOL: Final = 200
+#: New releases considered per list (the best matches; rows need a dozen).
+_RELEASE_CANDIDATES: Final = 300
 _LONG_TAIL_START: Final = 50
 #: Skip-model coefficients when the skip model is left out of a ranking.
 _NO_SKIP_MODEL: Final = np.zeros(len(ITEM_FEATURES))
@@ -160,7 +162,9 @@ class Engine:
             max_genres=c.max_taste_genres,
             max_artists=c.max_taste_artists,
         )
-        self.skip_model = SkipModel(learning_rate=c.skip_learning_rate, l2=0.0)
+        self.skip_model = SkipModel(
+            learning_rate=c.skip_learning_rate, l2=0.0, form_every=c.skip_form_every
+        )
         self.explorer = DiscoveryBandit(arms=c.discover_arms, seed=c.seed)
         self.n_events = 0
         self.n_lists = 0
@@ -378,15 +382,21 @@ class Engine:
         return [] if user is None else self.taste.top_artists(user, self.items, k, now=now)
 
     # ================================================================== ranking
-    def _mf_scores(self, user_id: str, user: UserState) -> np.ndarray | None:
-        """MF score of every row, ``-inf`` where not recommendable (inactive, seen, unlearned)."""
+    def _mf_scores(
+        self, user_id: str, user: UserState, k: int
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """MF score of every row (``-inf`` where not recommendable: inactive, seen,
+        unlearned) and the ``k`` best rows; ``(None, [])`` for a user MF does not know.
+
+        The scores live in a scratch buffer, valid until the next call.
+        """
         size = len(self.items)
-        scores = self.factors.scores(user_id, size)
-        if scores is None:
-            return None
-        scores += self.items.penalty[:size]
-        scores[np.frombuffer(user.seen, dtype=np.int32)] = -np.inf
-        return scores
+        found = self.factors.scores_and_top(
+            user_id, size, self.items.penalty, np.frombuffer(user.seen, dtype=np.int32), k
+        )
+        if found is None:
+            return None, np.zeros(0, dtype=np.int64)
+        return found
 
     def _artist_candidates(self, user: UserState) -> list[int]:
         if not user.artist_keys:
@@ -491,8 +501,7 @@ class Engine:
         ids = self.items.ids
         if user is None or not user.n_seen:
             return [ids[row] for row in self._cold_ranking(now, None, (), k)]
-        mf_all = self._mf_scores(user_id, user)
-        mf_top = _top_or_empty(mf_all, max(k, self.config.rerank_pool))
+        mf_all, mf_top = self._mf_scores(user_id, user, max(k, self.config.rerank_pool))
         scored = self._score(user_id, user, now, None, mf_all, mf_top)
         order = np.lexsort((scored.rows, -scored.score))[:k]
         return [ids[row] for row in scored.rows[order].tolist()]
@@ -536,9 +545,8 @@ class Engine:
         if user is not None and user.n_seen:
             builder.excluded.update(user.seen)
             builder.excluded.update(self._recently_skipped(user, now))
-            mf_all = self._mf_scores(user_id, user)
-            # One partial sort of the catalog serves Top picks and Discover's MF arm.
-            mf_top = _top_or_empty(mf_all, max(_DISCOVER_MF_POOL, c.rerank_pool))
+            # One pass over the catalog serves Top picks and Discover's MF arm.
+            mf_all, mf_top = self._mf_scores(user_id, user, max(_DISCOVER_MF_POOL, c.rerank_pool))
             scored = self._score(user_id, user, now, device, mf_all, mf_top[: c.rerank_pool])
             order = np.lexsort((scored.rows, -scored.score))
             rows.append(
@@ -752,7 +760,7 @@ class Engine:
     def _release_table(
         self, user: UserState | None, now: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Items released within ``new_release_window`` before ``now``, best match first.
+        """The best few hundred items released within ``new_release_window`` before ``now``.
 
         Returns rows, scores (taste for the item plus a little freshness) and taste
         affinities, aligned and sorted by score.
@@ -772,7 +780,9 @@ class Engine:
         else:
             affinity = np.zeros(len(recent))
         score = affinity + 0.1 * (1.0 - (now - released) / window)
-        order = np.lexsort((recent, -score))
+        # Rows are consumed best first and rarely beyond a few rows' worth: one selection
+        # of the best few hundred instead of sorting every recent release of a big catalog.
+        order = top_rows(score, max(_RELEASE_CANDIDATES, 20 * self.config.row_size))
         return recent[order], score[order], affinity[order]
 
     def _release_candidates(self) -> np.ndarray:
@@ -853,10 +863,6 @@ class Engine:
         engine._release_array = None
         engine.__dict__.setdefault("_state_version", 0)  # snapshots from before the memo key
         return engine
-
-
-def _top_or_empty(scores: np.ndarray | None, k: int) -> np.ndarray:
-    return np.zeros(0, dtype=np.int64) if scores is None else top_rows(scores, k)
 
 
 def _in_chunks(*columns: np.ndarray, size: int = 32) -> Iterator[tuple]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from river import optim, reco
 
+from stream.engine.kernels import mf_top_k
 from stream.engine.state import grown
 
 #: Positive events remembered for popularity-proportional negative sampling.
@@ -94,12 +95,19 @@ class FactorModel:
         self.item_bias = np.zeros(0, dtype=np.float32)
         # Item bias where learned, -inf elsewhere: one in-place add masks unlearned rows.
         self.offset = np.zeros(0, dtype=np.float32)
+        self._score_buffer = np.zeros(0, dtype=np.float32)
         self.learned = np.zeros(0, dtype=bool)
         self.learned_rows: list[int] = []
         self.rng = np.random.default_rng(seed)
         self.n_positives = 0
         # Items of the latest positive events: sampling from it is popularity-proportional.
         self.recent_positives = np.zeros(_RECENT_POSITIVES, dtype=np.int32)
+
+    def __getstate__(self) -> dict:
+        # The score buffer is scratch space, not state: snapshots leave it out.
+        state = self.__dict__.copy()
+        state["_score_buffer"] = np.zeros(0, dtype=np.float32)
+        return state
 
     # ------------------------------------------------------------------ learning
     def _sync(self, row: int) -> None:
@@ -194,6 +202,28 @@ class FactorModel:
             out = self.item_factors[:n] @ vector
         out[:n] += self.offset[:n]
         return out
+
+    def scores_and_top(
+        self, user_id: str, size: int, penalty: np.ndarray, seen: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`scores` plus ``penalty``, ``-inf`` on sorted ``seen``, and its top ``k`` rows.
+
+        One compiled pass (:func:`~stream.engine.kernels.mf_top_k`). The scores
+        are written to a buffer this model reuses: they are valid until the next
+        call. ``None`` for a user the model has never learned from.
+        """
+        vector = self.river.u_latents.get(user_id)
+        if vector is None:
+            return None
+        if vector.dtype != np.float32:
+            vector = vector.astype(np.float32)
+        buffer = self._score_buffer
+        if len(buffer) < size:
+            buffer = self._score_buffer = np.empty(max(size, 2 * len(buffer)), dtype=np.float32)
+        out = buffer[:size]
+        learned = min(size, len(self.learned))
+        np.matmul(self.item_factors[:learned], vector, out=out[:learned])
+        return out, mf_top_k(out, self.offset, penalty, seen, learned, k)
 
     def predict(self, user_id: str, row: int) -> float:
         """River's full prediction for a known pair, 0 when either side is unknown.

@@ -13,7 +13,7 @@ engine's default hyperparameters.
 >>> model.seed
 3
 >>> params(COMPONENT_FACTORIES["skip-model"](0))
-{'learning_rate': 0.01, 'l2': 0.0}
+{'learning_rate': 0.01, 'l2': 0.0, 'form_every': 1}
 """
 
 from __future__ import annotations

@@ -39,27 +39,64 @@ class OnlineLogit:
         L2 penalty on the weights.
     """
 
-    def __init__(self, learning_rate: float, l2: float) -> None:
+    def __init__(self, learning_rate: float, l2: float, *, form_every: int = 1) -> None:
         self.learning_rate = learning_rate
         self.l2 = l2
+        self.form_every = form_every
         self.scaler = preprocessing.StandardScaler()
         self.classifier = linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
         )
         self.n_learned = 0
+        self._form: tuple[dict[str, tuple[float, float]], float] | None = None
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("form_every", 1)
+        state.setdefault("_form", None)
+        self.__dict__.update(state)
+
+    def _linear(self) -> tuple[dict[str, tuple[float, float]], float]:
+        """The model as ``{feature: (coefficient, mean)}`` and an intercept.
+
+        ``logit = intercept + sum(coefficient * (x - mean))`` over the features
+        present is River's scaler followed by its classifier. Reading it out of
+        River costs a pass over every feature, so :meth:`learn` redoes it only
+        every ``form_every`` steps (and after the first): with ``form_every=1``
+        predictions are River's exactly; larger values serve a model at most
+        that many steps old, the same whatever was queried in between.
+        """
+        if self._form is None:
+            self._form = self._read_form()
+        return self._form
+
+    def _read_form(self) -> tuple[dict[str, tuple[float, float]], float]:
+        weights = self.classifier.weights
+        means = self.scaler.means
+        coefficients: dict[str, tuple[float, float]] = {}
+        for name, variance in self.scaler.vars.items():
+            weight = weights.get(name, 0.0)
+            if weight and variance:
+                coefficients[name] = (weight / math.sqrt(variance), means[name])
+        return coefficients, float(self.classifier.intercept)
 
     def predict(self, features: dict[str, float]) -> float:
         """P(positive class) for one sample's features (0.5 before any learning)."""
         if not self.n_learned:
             return 0.5
-        scaled = self.scaler.transform_one(features)
-        return float(self.classifier.predict_proba_one(scaled)[True])
+        coefficients, logit = self._linear()
+        for name, value in features.items():
+            found = coefficients.get(name)
+            if found is not None:
+                logit += found[0] * (value - found[1])
+        return 1.0 / (1.0 + math.exp(-max(-500.0, min(500.0, logit))))
 
     def learn(self, features: dict[str, float], *, label: bool) -> None:
         """Update the scaler statistics, then the classifier on the scaled features."""
         self.scaler.learn_one(features)
         self.classifier.learn_one(self.scaler.transform_one(features), label)
         self.n_learned += 1
+        if self._form is None or self.n_learned % self.form_every == 0:
+            self._form = self._read_form()
 
     def predict_many(self, common: dict[str, float], columns: dict[str, np.ndarray]) -> np.ndarray:
         """P(skip) for many candidates sharing ``common`` features, vectorised.
@@ -125,22 +162,16 @@ class OnlineLogit:
         coefficients = np.zeros(len(names))
         if not self.n_learned:
             return coefficients, 0.0
-        weights = self.classifier.weights
-        means = self.scaler.means
-        variances = self.scaler.vars
-        intercept = self.classifier.intercept
+        form, intercept = self._linear()
         for name, value in common.items():
-            weight = weights.get(name, 0.0)
-            variance = variances.get(name, 0.0)
-            if weight and variance:
-                intercept += weight * (value - means[name]) / math.sqrt(variance)
+            found = form.get(name)
+            if found is not None:
+                intercept += found[0] * (value - found[1])
         for position, name in enumerate(names):
-            weight = weights.get(name, 0.0)
-            variance = variances.get(name, 0.0)
-            if weight and variance:
-                coefficient = weight / math.sqrt(variance)
-                coefficients[position] = coefficient
-                intercept -= coefficient * means[name]
+            found = form.get(name)
+            if found is not None:
+                coefficients[position] = found[0]
+                intercept -= found[0] * found[1]
         return coefficients, float(intercept)
 
 

@@ -47,6 +47,53 @@ def grown(array: np.ndarray, size: int, fill: float | int | bool = 0) -> np.ndar
     return bigger
 
 
+def forward_decay(
+    origin: float | None, at: float, half_life: float, limit: float = _MAX_EXPONENT
+) -> tuple[float, float, float]:
+    """Forward-decay bookkeeping for a contribution made at event time ``at``.
+
+    Values are stored as ``w * 2 ** ((t - origin) / half_life)`` so that ageing
+    them costs nothing; before that factor grows past ``2 ** limit`` the origin
+    moves to ``at`` and every stored value is multiplied by ``rescale``.
+
+    Returns ``(origin, factor, rescale)``: the origin to keep, the factor for
+    this contribution, and the factor for every stored value (1.0 unless the
+    origin moved).
+
+    >>> forward_decay(None, 5.0, 10.0)
+    (5.0, 1.0, 1.0)
+    >>> forward_decay(0.0, 10.0, 10.0)
+    (0.0, 2.0, 1.0)
+    >>> forward_decay(0.0, 1_000.0, 10.0)
+    (1000.0, 1.0, 7.888609052210118e-31)
+    """
+    if origin is None:
+        return at, 1.0, 1.0
+    exponent = (at - origin) / half_life
+    if exponent > limit:
+        return at, 1.0, 2.0 ** (-exponent)
+    return origin, 2.0**exponent, 1.0
+
+
+def decay_scale(
+    origin: float | None, now: float, half_life: float, limit: float = _MAX_EXPONENT
+) -> float:
+    """Multiply values stored by :func:`forward_decay` by this to read them at ``now``.
+
+    0 before anything was stored. A ``now`` more than ``limit`` half-lives
+    before the origin (an event far older than the clock) reads as if it were
+    ``limit`` half-lives before: ``2 ** -exponent`` would overflow a float.
+
+    >>> decay_scale(0.0, 10.0, 10.0), decay_scale(None, 10.0, 10.0)
+    (0.5, 0.0)
+    >>> decay_scale(1e9, 0.0, 1.0) == 2.0 ** 60
+    True
+    """
+    if origin is None:
+        return 0.0
+    return 2.0 ** min(-(now - origin) / half_life, limit)
+
+
 class DecayingVector:
     """Per-row counters that halve every ``half_life`` seconds of event time.
 
@@ -74,14 +121,10 @@ class DecayingVector:
         self.origin: float | None = None
 
     def _factor(self, at: float) -> float:
-        if self.origin is None:
-            self.origin = at
-        exponent = (at - self.origin) / self.half_life
-        if exponent > _MAX_EXPONENT:
-            self.values *= 2.0 ** (-exponent)
-            self.origin = at
-            exponent = 0.0
-        return float(2.0**exponent)
+        self.origin, factor, rescale = forward_decay(self.origin, at, self.half_life)
+        if rescale != 1.0:
+            self.values *= rescale
+        return factor
 
     def add(self, row: int, weight: float, *, at: float) -> None:
         """Add ``weight`` to ``row`` at event time ``at``."""
@@ -92,9 +135,7 @@ class DecayingVector:
 
     def scale(self, now: float) -> float:
         """Multiply stored values by this to read them at ``now``."""
-        if self.origin is None:
-            return 0.0
-        return float(2.0 ** (-(now - self.origin) / self.half_life))
+        return decay_scale(self.origin, now, self.half_life)
 
     def value(self, row: int, *, now: float) -> float:
         """Decayed value of one row at ``now`` (0 for rows never updated)."""

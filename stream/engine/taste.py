@@ -6,7 +6,7 @@ the user's affinity for the item's artist and genres. Affinities halve every
 kept, so the profile stays small. Without a catalog the profile stays empty.
 
 >>> import numpy as np
->>> from stream.engine.state import ItemIndex, UserState
+>>> from stream.engine.state import ItemIndex, UserState, decay_scale, forward_decay
 >>> from stream.models import CatalogItem
 >>> items = ItemIndex()
 >>> calm = items.upsert(CatalogItem("a", "Calm", "Aurora Fields", ("ambient",), 1, 0.0))
@@ -29,8 +29,10 @@ from array import array
 
 import numpy as np
 
-from stream.engine.state import ItemIndex, UserState
+from stream.engine import kernels
+from stream.engine.state import ItemIndex, UserState, decay_scale, forward_decay
 
+#: Affinities are float32: move the decay origin well before 2 ** exponent overflows them.
 _MAX_EXPONENT = 40.0
 
 
@@ -72,22 +74,17 @@ class TasteProfile:
         self.max_artists = max_artists
 
     def _factor(self, user: UserState, at: float) -> float:
-        if user.taste_origin is None:
-            user.taste_origin = at
-        exponent = (at - user.taste_origin) / self.half_life
-        if exponent > _MAX_EXPONENT:
-            shrink = 2.0 ** (-exponent)
+        user.taste_origin, factor, rescale = forward_decay(
+            user.taste_origin, at, self.half_life, _MAX_EXPONENT
+        )
+        if rescale != 1.0:
             for values in (user.genre_values, user.artist_values):
                 for i in range(len(values)):
-                    values[i] *= shrink
-            user.taste_origin = at
-            exponent = 0.0
-        return float(2.0**exponent)
+                    values[i] *= rescale
+        return factor
 
     def _scale(self, user: UserState, now: float) -> float:
-        if user.taste_origin is None:
-            return 0.0
-        return float(2.0 ** (-(now - user.taste_origin) / self.half_life))
+        return decay_scale(user.taste_origin, now, self.half_life, _MAX_EXPONENT)
 
     def learn(
         self, user: UserState, items: ItemIndex, row: int, weight: float, *, at: float
@@ -252,25 +249,20 @@ class TasteProfile:
 
     def scores(self, user: UserState, items: ItemIndex, rows: np.ndarray) -> np.ndarray:
         """:meth:`item_affinity` for many rows at once (zeros without a profile)."""
-        out = np.zeros(len(rows), dtype=np.float32)
         if not user.artist_keys:
-            return out
-        total = self._total(user)
-        # One extra slot at the end absorbs the -1 "no artist / no genre" index.
-        artist_values = np.zeros(len(items.artists) + 1, dtype=np.float32)
-        artist_values[np.frombuffer(user.artist_keys, dtype=np.int32)] = (
-            np.frombuffer(user.artist_values, dtype=np.float32) / total
+            return np.zeros(len(rows), dtype=np.float32)
+        return kernels.taste_scores(
+            np.asarray(rows, dtype=np.int64),
+            items.artist_of,
+            items.genres_of,
+            np.frombuffer(user.artist_keys, dtype=np.int32),
+            np.frombuffer(user.artist_values, dtype=np.float32),
+            np.frombuffer(user.genre_keys, dtype=np.int32),
+            np.frombuffer(user.genre_values, dtype=np.float32),
+            len(items.artists),
+            len(items.genres),
+            1.0 / self._total(user),
         )
-        genre_values = np.zeros(len(items.genres) + 1, dtype=np.float32)
-        if user.genre_keys:
-            genre_values[np.frombuffer(user.genre_keys, dtype=np.int32)] = (
-                np.frombuffer(user.genre_values, dtype=np.float32) / total
-            )
-        genres = items.genres_of[rows]
-        n_genres = np.maximum((genres >= 0).sum(axis=1), 1)
-        genre_sum = genre_values[genres].sum(axis=1)
-        out[:] = artist_values[items.artist_of[rows]] + genre_sum / n_genres
-        return out
 
     def top_genres(
         self, user: UserState, items: ItemIndex, k: int, *, now: float
