@@ -165,7 +165,7 @@ class Cooccurrence:
             self.counts[row] = 0
         self.totals.forget(row)
 
-    def _scale(self, now: float) -> float:
+    def scale_at(self, now: float) -> float:
         return decay_scale(self.origin, now, self.half_life)
 
     def strength(self, row: int, other: int, *, now: float) -> float:
@@ -174,7 +174,7 @@ class Cooccurrence:
         found = np.flatnonzero(rows == other)
         if not len(found):
             return 0.0
-        value = float(values[found[0]]) * self._scale(now)
+        value = float(values[found[0]]) * self.scale_at(now)
         if self.damping:
             value /= max(self.totals.value(other, now=now), 1.0) ** self.damping
         return value
@@ -184,7 +184,7 @@ class Cooccurrence:
         if not len(kept):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         rows = kept.astype(np.int64)
-        values = strengths * self._scale(now)
+        values = strengths * self.scale_at(now)
         if self.damping:
             totals = self.totals.raw(int(rows.max()) + 1)[rows] * self.totals.scale(now)
             values /= np.maximum(totals, 1.0) ** self.damping
@@ -232,6 +232,6 @@ class Cooccurrence:
             np.argsort(rows, kind="stable"),
             self.totals.values,
             self.totals.scale(now),
-            self._scale(now),
+            self.scale_at(now),
             float(self.damping),
         )

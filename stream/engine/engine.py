@@ -449,9 +449,8 @@ class Engine:
         if artists:
             sources.append(np.asarray(artists, dtype=np.int64))
         sources.extend(self._genre_candidates(user))
-        rows = unseen_candidates(
-            np.sort(np.concatenate(sources)), np.frombuffer(user.seen, dtype=np.int32), self.items.active
-        )
+        seen = np.frombuffer(user.seen, dtype=np.int32)
+        rows = unseen_candidates(np.sort(np.concatenate(sources)), seen, self.items.active)
         # Candidates' co-occurrence from the (sorted) co-occurrence candidates.
         cooc = lookup(rows, cooc_rows, cooc_values)
         features = item_matrix_of(self, user_id, user, rows, now, cooc)
@@ -859,10 +858,14 @@ class Engine:
             raise ValueError(f"snapshot version {version}, this code reads {SNAPSHOT_VERSION}")
         if not isinstance(engine, cls):
             raise TypeError(f"snapshot holds a {type(engine).__name__}, not an Engine")
-        engine._features_for = None
-        engine._release_array = None
-        engine.__dict__.setdefault("_state_version", 0)  # snapshots from before the memo key
         return engine
+
+    def __setstate__(self, state: dict) -> None:
+        # Caches are not state: a restored engine starts without them.
+        state["_features_for"] = None
+        state["_release_array"] = None
+        state.setdefault("_state_version", 0)  # snapshots from before the memo key
+        self.__dict__.update(state)
 
 
 def _in_chunks(*columns: np.ndarray, size: int = 32) -> Iterator[tuple]:

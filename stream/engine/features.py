@@ -153,12 +153,12 @@ def event_features(
         cooccurrence.neighbour_rows,
         cooccurrence.strengths,
         cooccurrence.counts,
-        cooccurrence._scale(now),
+        cooccurrence.scale_at(now),
         cooccurrence.totals.values,
         cooccurrence.totals.scale(now),
         float(cooccurrence.damping),
         *_item_and_taste_inputs(engine, user_id, user, now),
-        taste._scale(user, now) if len(user.artist_keys) else 0.0,
+        taste.scale_at(user, now) if len(user.artist_keys) else 0.0,
     )
 
 
@@ -183,8 +183,8 @@ def item_matrix_of(
         rows,
         cooc,
         *_item_and_taste_inputs(engine, user_id, user, now),
-        1.0 / taste._total(user) if has_taste else 0.0,
-        taste._scale(user, now) if has_taste else 0.0,
+        1.0 / taste.total(user) if has_taste else 0.0,
+        taste.scale_at(user, now) if has_taste else 0.0,
     )
 
 

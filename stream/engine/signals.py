@@ -126,7 +126,7 @@ def normalise_device(device: str | None) -> str:
 
 #: (sin, cos) of each UTC hour on the 24-hour circle, rounded so that 0 is exactly 0.
 _HOUR_CIRCLE: Final = tuple(
-    (round(math.sin(2.0 * math.pi * hour / 24.0), 12), round(math.cos(2.0 * math.pi * hour / 24.0), 12))
+    (round(math.sin(math.pi * hour / 12.0), 12), round(math.cos(math.pi * hour / 12.0), 12))
     for hour in range(24)
 )
 

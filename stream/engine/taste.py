@@ -6,7 +6,7 @@ the user's affinity for the item's artist and genres. Affinities halve every
 kept, so the profile stays small. Without a catalog the profile stays empty.
 
 >>> import numpy as np
->>> from stream.engine.state import ItemIndex, UserState, decay_scale, forward_decay
+>>> from stream.engine.state import ItemIndex, UserState
 >>> from stream.models import CatalogItem
 >>> items = ItemIndex()
 >>> calm = items.upsert(CatalogItem("a", "Calm", "Aurora Fields", ("ambient",), 1, 0.0))
@@ -83,7 +83,7 @@ class TasteProfile:
                     values[i] *= rescale
         return factor
 
-    def _scale(self, user: UserState, now: float) -> float:
+    def scale_at(self, user: UserState, now: float) -> float:
         return decay_scale(user.taste_origin, now, self.half_life, _MAX_EXPONENT)
 
     def learn(
@@ -104,17 +104,17 @@ class TasteProfile:
         return len(user.artist_keys) > 0
 
     @staticmethod
-    def _total(user: UserState) -> float:
+    def total(user: UserState) -> float:
         positive = sum(v for v in user.artist_values if v > 0)
         return max(positive, 1e-12)
 
     def genre_affinity(self, user: UserState, genre_row: int, *, now: float) -> float:
         """Decayed affinity of the user to one genre (0 if none kept)."""
-        return _lookup(user.genre_keys, user.genre_values, genre_row) * self._scale(user, now)
+        return _lookup(user.genre_keys, user.genre_values, genre_row) * self.scale_at(user, now)
 
     def artist_affinity(self, user: UserState, artist_row: int, *, now: float) -> float:
         """Decayed affinity of the user to one artist (0 if none kept)."""
-        return _lookup(user.artist_keys, user.artist_values, artist_row) * self._scale(user, now)
+        return _lookup(user.artist_keys, user.artist_values, artist_row) * self.scale_at(user, now)
 
     def item_affinity(self, user: UserState, items: ItemIndex, row: int) -> float:
         """Affinity to one item: artist plus mean genre affinity, relative to the profile's mass.
@@ -131,13 +131,13 @@ class TasteProfile:
                 genre_sum += _lookup(user.genre_keys, user.genre_values, genre)
                 n_genres += 1
         raw = _lookup(user.artist_keys, user.artist_values, artist) + genre_sum / max(n_genres, 1)
-        return raw / self._total(user)
+        return raw / self.total(user)
 
     def relative_artist_affinity(self, user: UserState, artist_row: int) -> float:
         """Artist affinity relative to the profile's positive mass (0 for unknown artists)."""
         if artist_row < 0 or not user.artist_keys:
             return 0.0
-        return _lookup(user.artist_keys, user.artist_values, artist_row) / self._total(user)
+        return _lookup(user.artist_keys, user.artist_values, artist_row) / self.total(user)
 
     def relative_artist_scores(
         self, user: UserState, items: ItemIndex, rows: np.ndarray
@@ -149,7 +149,7 @@ class TasteProfile:
         values = np.zeros(len(items.artists) + 1)
         values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
             user.artist_values, dtype=np.float32
-        ) / self._total(user)
+        ) / self.total(user)
         return values[items.artist_of[rows]]
 
     def signed_affinity(
@@ -163,7 +163,7 @@ class TasteProfile:
         artist = int(items.artist_of[row])
         if artist < 0 or not user.artist_keys:
             return 0.0, 0.0
-        scale = self._scale(user, now)
+        scale = self.scale_at(user, now)
         genre_sum = 0.0
         n_genres = 0
         for genre in items.genres_of[row].tolist():
@@ -181,7 +181,7 @@ class TasteProfile:
         n = len(rows)
         if not user.artist_keys:
             return np.zeros(n), np.zeros(n)
-        scale = self._scale(user, now)
+        scale = self.scale_at(user, now)
         artist_values = np.zeros(len(items.artists) + 1)
         artist_values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
             user.artist_values, dtype=np.float32
@@ -237,8 +237,8 @@ class TasteProfile:
         n_genres = np.maximum((genres >= 0).sum(axis=1), 1)
         genre = genre_values[genres].sum(axis=1) / n_genres
         artist = artist_values[items.artist_of[rows]]
-        inverse_total = 1.0 / self._total(user)
-        scale = self._scale(user, now)
+        inverse_total = 1.0 / self.total(user)
+        scale = self.scale_at(user, now)
         relative_artist = artist * inverse_total
         taste = relative_artist + genre * inverse_total
         artist *= scale
@@ -261,14 +261,14 @@ class TasteProfile:
             np.frombuffer(user.genre_values, dtype=np.float32),
             len(items.artists),
             len(items.genres),
-            1.0 / self._total(user),
+            1.0 / self.total(user),
         )
 
     def top_genres(
         self, user: UserState, items: ItemIndex, k: int, *, now: float
     ) -> list[tuple[str, float]]:
         """The user's ``k`` strongest genre affinities as ``(genre, decayed affinity)``."""
-        scale = self._scale(user, now)
+        scale = self.scale_at(user, now)
         ranked = sorted(
             zip(user.genre_keys, user.genre_values, strict=True), key=lambda kv: (-kv[1], kv[0])
         )
@@ -278,7 +278,7 @@ class TasteProfile:
         self, user: UserState, items: ItemIndex, k: int, *, now: float
     ) -> list[tuple[str, float]]:
         """The user's ``k`` strongest artist affinities as ``(artist, decayed affinity)``."""
-        scale = self._scale(user, now)
+        scale = self.scale_at(user, now)
         ranked = sorted(
             zip(user.artist_keys, user.artist_values, strict=True), key=lambda kv: (-kv[1], kv[0])
         )
