@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 
@@ -75,12 +75,34 @@ class EncoreApp(faust.App):
         await super().on_first_start()
 
 
+class EncoreWorker(faust.Worker):
+    """Faust's worker, which first checks that it can use the broker at all.
+
+    aiokafka only logs why a connection failed (a wrong password shows up as the
+    topic set-up's "Unable to bootstrap" traceback, a consumer retries forever);
+    :func:`stream.broker_check.check_broker` says why in one line on stderr, and
+    the worker exits with status 1 before any service starts.
+    """
+
+    def execute_from_commandline(self) -> NoReturn:
+        from stream.broker_check import BrokerUnavailable, check_broker
+
+        try:
+            self.loop.run_until_complete(check_broker(get_settings()))
+        except BrokerUnavailable as error:
+            # logging is not set up yet, and this is the one line the operator needs
+            print(f"encore worker: {error}", file=self.stderr)  # noqa: T201
+            raise SystemExit(1) from None
+        super().execute_from_commandline()
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured from ``settings``; agents register through autodiscovery."""
     return EncoreApp(
         settings.app_id,
         broker=settings.broker_urls,
         broker_credentials=broker_credentials(settings),
+        Worker=EncoreWorker,
         autodiscover=["agents"],
         origin="stream",
         # Hot state lives in the engine; Faust tables are not on the hot path.

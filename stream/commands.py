@@ -20,7 +20,7 @@ import click
 import orjson
 from rich.console import Console
 
-from stream.settings import get_settings
+from stream.settings import Settings, get_settings
 
 console = Console(stderr=True)
 out = Console()
@@ -33,6 +33,18 @@ def _option(*names: str, env: str, **kwargs: Any) -> Any:
 
 def _fail(message: str) -> None:
     raise click.ClickException(message)
+
+
+async def _checked_settings() -> Settings:
+    """The settings, once a broker accepted them (else the command fails in one line)."""
+    from stream.broker_check import BrokerUnavailable, check_broker
+
+    settings = get_settings()
+    try:
+        await check_broker(settings)
+    except BrokerUnavailable as error:
+        _fail(str(error))
+    return settings
 
 
 # --------------------------------------------------------------------------- kafka
@@ -122,7 +134,10 @@ def topics_command() -> None:
     """Create Encore's topics (ENCORE_PARTITIONS partitions each) where missing."""
     from stream.topics import ensure_topics
 
-    created = asyncio.run(ensure_topics(get_settings()))
+    async def create() -> list[str]:
+        return await ensure_topics(await _checked_settings())
+
+    created = asyncio.run(create())
     out.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
@@ -146,7 +161,7 @@ async def _publish_simulation(
     from stream.contracts import encode_catalog_item, encode_interaction
     from stream.topics import CATALOG, EVENT_TOPICS, ensure_topics
 
-    settings = get_settings()
+    settings = await _checked_settings()
     await ensure_topics(settings)
     producer = AIOKafkaProducer(**settings.aiokafka_options(), linger_ms=5, acks="all")
     await producer.start()
@@ -322,7 +337,7 @@ async def _tail(
 ) -> int:
     from aiokafka import AIOKafkaConsumer
 
-    settings = get_settings()
+    settings = await _checked_settings()
     name = settings.topic_name(topic)
     # No group: every partition is ours, nothing is committed, nobody else is disturbed.
     consumer = AIOKafkaConsumer(

@@ -73,6 +73,7 @@ __all__ = [
     "log4j2_version_for",
     "pick_free_ports",
     "render_properties",
+    "sasl_plain_properties",
     "server_properties",
 ]
 
@@ -113,6 +114,7 @@ _OWNED_PROPERTIES: Final = frozenset(
 )
 _SECURITY_PROTOCOLS: Final = frozenset({"PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"})
 _LISTENER_NAME: Final = re.compile(r"[A-Z][A-Z0-9_]*")
+_SASL_USER_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 _LOG_TAIL_LINES: Final = 40
 _MAVEN_INSTALL_HINT: Final = (
@@ -623,6 +625,7 @@ def server_properties(
     *,
     security_protocols: Mapping[str, str] | None = None,
     num_partitions: int = 1,
+    sasl_users: Mapping[str, str] | None = None,
     extra_properties: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The broker configuration: one node that is its own single-voter controller.
@@ -643,6 +646,9 @@ def server_properties(
         ``PLAINTEXT``).
     num_partitions
         Partitions of auto-created topics.
+    sasl_users
+        User name -> password accepted with the ``PLAIN`` mechanism on every
+        ``SASL_PLAINTEXT``/``SASL_SSL`` listener (see :func:`sasl_plain_properties`).
     extra_properties
         Added last; may override any default except the listener, quorum and
         storage layout keys, which follow from the other arguments.
@@ -712,8 +718,58 @@ def server_properties(
         "num.recovery.threads.per.data.dir": "1",
         "log.cleaner.dedupe.buffer.size": "33554432",
     }
+    if sasl_users:
+        sasl_listeners = [name for name in client_listeners if "SASL" in protocol_map[name]]
+        if not sasl_listeners:
+            raise ValueError("sasl_users needs a SASL_PLAINTEXT or SASL_SSL listener")
+        for name in sasl_listeners:
+            properties.update(sasl_plain_properties(name, sasl_users))
     properties.update(extra_properties)
     return properties
+
+
+def sasl_plain_properties(listener: str, users: Mapping[str, str]) -> dict[str, str]:
+    """Broker properties that make ``listener`` accept SASL ``PLAIN`` logins of ``users``.
+
+    Kafka reads them as ``listener.name.<listener lower>.<mechanism lower>.sasl.jaas.config``
+    (one login module per listener and mechanism, the broker-side ``user_<name>="<password>"``
+    entries of ``PlainLoginModule``) and ``listener.name.<listener lower>.sasl.enabled.mechanisms``;
+    other listeners (inter-broker, controller) are untouched. Plain-text passwords in
+    ``server.properties``: for a local test broker only.
+
+    Parameters
+    ----------
+    listener
+        Listener name, e.g. ``"SASL"``.
+    users
+        User name (letters, digits, ``_``, ``-``) -> password.
+
+    Returns
+    -------
+    dict[str, str]
+        Property name -> value.
+
+    Examples
+    --------
+    >>> props = sasl_plain_properties("SASL", {"encore": 'pa"ss'})
+    >>> props["listener.name.sasl.sasl.enabled.mechanisms"]
+    'PLAIN'
+    >>> print(props["listener.name.sasl.plain.sasl.jaas.config"])
+    org.apache.kafka.common.security.plain.PlainLoginModule required user_encore="pa\\"ss";
+    """
+    entries = []
+    for user, password in users.items():
+        if not _SASL_USER_NAME.fullmatch(user):
+            raise ValueError(f"SASL user name {user!r} must match {_SASL_USER_NAME.pattern}")
+        quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+        entries.append(f' user_{user}="{quoted}"')
+    prefix = f"listener.name.{listener.lower()}."
+    return {
+        f"{prefix}sasl.enabled.mechanisms": "PLAIN",
+        f"{prefix}plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required{''.join(entries)};"
+        ),
+    }
 
 
 def render_properties(properties: Mapping[str, str]) -> str:
@@ -798,7 +854,11 @@ class LocalKafka:
         KRaft controller port; chosen like ``port``.
     extra_listeners
         More client listeners (e.g. a ``SASL_PLAINTEXT`` one); their security
-        settings go into ``extra_properties``.
+        settings go into ``sasl_users`` and ``extra_properties``.
+    sasl_users
+        User name -> password: every SASL listener accepts these logins with the
+        ``PLAIN`` mechanism (see :func:`sasl_plain_properties`); the ``PLAINTEXT``
+        and ``CONTROLLER`` listeners stay unauthenticated.
     num_partitions
         Partitions of auto-created topics (match Faust's ``topic_partitions``).
     extra_properties
@@ -826,6 +886,16 @@ class LocalKafka:
     {'PLAINTEXT': 19092, 'CONTROLLER': 19093, 'SASL': 19094}
     >>> broker.bootstrap_for("SASL")
     '127.0.0.1:19094'
+
+    Users for SASL ``PLAIN`` logins need a listener that asks for them:
+
+    >>> LocalKafka(tempfile.mkdtemp(), extra_listeners=[Listener("SASL", "SASL_PLAINTEXT")],
+    ...            sasl_users={"encore": "s3cret"}).sasl_users
+    {'encore': 's3cret'}
+    >>> LocalKafka(tempfile.mkdtemp(), sasl_users={"encore": "s3cret"})
+    Traceback (most recent call last):
+    ...
+    ValueError: sasl_users needs a SASL_PLAINTEXT or SASL_SSL listener
     >>> LocalKafka("/tmp/encore-kafka", num_partitions=8)
     LocalKafka(home='/tmp/encore-kafka', num_partitions=8)
     """
@@ -838,6 +908,7 @@ class LocalKafka:
         port: int | None = None,
         controller_port: int | None = None,
         extra_listeners: Sequence[Listener] = (),
+        sasl_users: Mapping[str, str] | None = None,
         num_partitions: int = 1,
         extra_properties: Mapping[str, str] | None = None,
         heap_options: str | Sequence[str] = DEFAULT_HEAP_OPTIONS,
@@ -851,6 +922,7 @@ class LocalKafka:
         self.port = port
         self.controller_port = controller_port
         self.extra_listeners = extra_listeners
+        self.sasl_users = sasl_users
         self.num_partitions = num_partitions
         self.extra_properties = extra_properties
         self.heap_options = heap_options
@@ -886,6 +958,14 @@ class LocalKafka:
         owned = sorted(_OWNED_PROPERTIES.intersection(self.extra_properties or {}))
         if owned:
             raise ValueError(_owned_properties_message(owned))
+        if self.sasl_users:
+            # the same checks as at start, but now: a typo should not wait for the JVM
+            server_properties(
+                "/",
+                {name: 1 for name in (BROKER_LISTENER, CONTROLLER_LISTENER, *names)},
+                security_protocols=self._security_protocols(),
+                sasl_users=self.sasl_users,
+            )
 
     def __repr__(self) -> str:
         # Like River: the arguments that differ from their defaults.
@@ -1112,14 +1192,16 @@ class LocalKafka:
         properties = server_properties(
             self.data_dir,
             ports,
-            security_protocols={
-                listener.name: listener.security_protocol for listener in self.extra_listeners
-            },
+            security_protocols=self._security_protocols(),
             num_partitions=self.num_partitions,
+            sasl_users=self.sasl_users,
             extra_properties=self.extra_properties,
         )
         header = "# Written by stream/kafka_local.py on every start; edits are lost.\n"
         _write_atomically(self._properties_path, header + render_properties(properties))
+
+    def _security_protocols(self) -> dict[str, str]:
+        return {listener.name: listener.security_protocol for listener in self.extra_listeners}
 
     def _java_command(self, java: Path, lib_dir: Path, *options: str) -> list[str]:
         return [

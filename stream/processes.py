@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-#: Faust logs this once the worker has joined its group and resumed its partitions.
-WORKER_READY_LINE = b"[^Worker]: Ready"
+#: Faust logs this once the worker has joined its group and resumed its partitions
+#: (the label is the worker class, :class:`stream.app.EncoreWorker`).
+WORKER_READY_LINE = b"[^EncoreWorker]: Ready"
 
 
 class WorkerFailed(RuntimeError):

@@ -489,3 +489,38 @@ def test_rendered_properties_read_back_by_java(tmp_path: Path) -> None:
 
     read_back = dict(tuple(map(unhex, line.split(" "))) for line in output.splitlines())
     assert read_back == tricky
+
+
+def test_sasl_users_configure_plain_logins_on_the_sasl_listeners_only() -> None:
+    ports = {"PLAINTEXT": 1001, "CONTROLLER": 1002, "SASL": 1003, "EXTERNAL": 1004}
+    properties = server_properties(
+        "/data",
+        ports,
+        security_protocols={"SASL": "SASL_PLAINTEXT"},
+        sasl_users={"encore": "s3cret", "other": 'q"\\'},
+    )
+    assert properties["listener.name.sasl.sasl.enabled.mechanisms"] == "PLAIN"
+    assert properties["listener.name.sasl.plain.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'user_encore="s3cret" user_other="q\\"\\\\";'
+    )
+    per_listener = {key.split(".")[2] for key in properties if key.startswith("listener.name.")}
+    assert per_listener == {"sasl"}  # PLAINTEXT, CONTROLLER and EXTERNAL stay open
+    assert "sasl.enabled.mechanisms" not in properties
+    with pytest.raises(ValueError, match="SASL_PLAINTEXT or SASL_SSL listener"):
+        server_properties("/data", ports, sasl_users={"encore": "s3cret"})
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"sasl_users": {"encore": "s3cret"}},  # no SASL listener
+        {
+            "extra_listeners": [Listener("SASL", "SASL_PLAINTEXT")],
+            "sasl_users": {'bad" name': "s3cret"},
+        },
+    ],
+)
+def test_bad_sasl_users_fail_at_construction(tmp_path: Path, arguments: dict) -> None:
+    with pytest.raises(ValueError, match="SASL"):
+        LocalKafka(tmp_path, **arguments)

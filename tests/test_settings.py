@@ -59,3 +59,26 @@ def test_get_settings_is_cached_until_cleared(monkeypatch):
     finally:
         monkeypatch.delenv("ENCORE_APP_ID")
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_faust_gets_the_security_options_plain_clients_get(protocol):
+    # what Faust's aiokafka driver passes to its consumer and producer
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from stream.app import broker_credentials
+
+    settings = Settings(
+        security_protocol=protocol,
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="encore",
+        sasl_password="s3cret",
+    )
+    faust_options = credentials_to_aiokafka_auth(broker_credentials(settings))
+    plain_options = settings.aiokafka_options()
+    plain_options.pop("bootstrap_servers")
+    assert faust_options.keys() - {"ssl_context"} == plain_options.keys() - {"ssl_context"}
+    for key in plain_options.keys() - {"ssl_context"}:
+        assert faust_options[key] == plain_options[key], key
+    assert faust_options["security_protocol"] == protocol
+    assert (faust_options.get("ssl_context") is not None) == ("SSL" in protocol)
