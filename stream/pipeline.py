@@ -15,8 +15,8 @@ the agents share one implementation.
 >>> pipeline.take_dirty()
 ['u1']
 >>> pipeline.ingest_event(b"{oops", key=b"u1", event_type=EventType.PLAY).reason
-'invalid_json'
->>> dict(pipeline.rejected)
+<Reason.INVALID_JSON: 'invalid_json'>
+>>> pipeline.stats()["rejected_by_reason"]
 {'invalid_json': 1}
 """
 
@@ -31,6 +31,7 @@ from typing import Any
 
 from stream.contracts import (
     DEFAULT_MAX_EVENT_BYTES,
+    Reason,
     Rejection,
     decode_catalog_item,
     decode_interaction,
@@ -83,7 +84,7 @@ class Pipeline:
         # Insertion-ordered set: users are refreshed in the order they became dirty.
         self._dirty: dict[str, None] = {}
         self.accepted: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
+        self.rejected: Counter[Reason] = Counter()
         self.catalog_items = 0
         self.lists_published = 0
         self.lists_in_flight = 0
@@ -122,21 +123,21 @@ class Pipeline:
         if out_of_range is not None:
             return out_of_range
         if event.event_id in self._recent_ids:
-            return Rejection("duplicate", f"event_id {event.event_id!r} was already learned")
+            return Rejection(Reason.DUPLICATE, f"event_id {event.event_id!r} was already learned")
         return event
 
     def _check_event_time(self, timestamp: float) -> Rejection | None:
         now = self.clock()
         if timestamp > now + self.max_event_future:
             return Rejection(
-                "timestamp_in_future",
+                Reason.TIMESTAMP_IN_FUTURE,
                 f"occurred_at is {timestamp - now:.0f}s ahead of the worker's clock "
                 f"(limit {self.max_event_future:.0f}s)",
                 "data.occurred_at",
             )
         if self.max_event_age and timestamp < now - self.max_event_age:
             return Rejection(
-                "timestamp_too_old",
+                Reason.TIMESTAMP_TOO_OLD,
                 f"occurred_at is {(now - timestamp) / 86_400:.1f} days old "
                 f"(limit {self.max_event_age / 86_400:.1f} days)",
                 "data.occurred_at",
@@ -151,7 +152,12 @@ class Pipeline:
             item_id = key.decode("utf-8", "replace")
             self.engine.remove_item(item_id)
             return item_id
-        outcome = decode_catalog_item(raw, key=key, max_bytes=self.max_event_bytes)
+        if raw is None:
+            outcome: CatalogItem | Rejection = Rejection(
+                Reason.MISSING_KEY, "a tombstone without a key withdraws nothing"
+            )
+        else:
+            outcome = decode_catalog_item(raw, key=key, max_bytes=self.max_event_bytes)
         if isinstance(outcome, Rejection):
             self.rejected[outcome.reason] += 1
             return outcome
@@ -171,7 +177,7 @@ class Pipeline:
             update(value)
         except Exception as error:  # noqa: BLE001
             logger.exception("engine failed on %r", value)
-            rejection = Rejection("processing_error", f"{type(error).__name__}: {error}")
+            rejection = Rejection(Reason.PROCESSING_ERROR, f"{type(error).__name__}: {error}")
             self.rejected[rejection.reason] += 1
             return rejection
         return None
@@ -206,7 +212,7 @@ class Pipeline:
         return {
             "events_accepted": sum(self.accepted.values()),
             "events_by_type": dict(self.accepted),
-            "rejected_by_reason": dict(self.rejected),
+            "rejected_by_reason": {str(reason): n for reason, n in self.rejected.items()},
             "catalog_messages_applied": self.catalog_items,
             "lists_published": self.lists_published,
             "users_waiting_for_a_list": len(self._dirty),
