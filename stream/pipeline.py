@@ -27,7 +27,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from stream.contracts import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -60,6 +60,12 @@ class Pipeline:
         How many recent event ids are remembered: an event whose ``event_id`` is
         among them (a redelivery after a crash, an upstream retry) is rejected as
         ``duplicate`` instead of being learned twice.
+    unknown_items
+        ``"accept"``: an event may name an item the catalog has not announced (it
+        learns the item without metadata). ``"reject"``: an event for an item the
+        catalog never announced, or withdrew, is rejected as ``unknown_item`` -
+        but only once :attr:`catalog_ready` is set (the whole catalog has been
+        read), since the catalog and event topics are consumed concurrently.
     clock
         Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
     """
@@ -72,14 +78,21 @@ class Pipeline:
         max_event_future: float = 300.0,
         max_event_age: float = 30 * 86_400.0,
         dedupe_window: int = 1_000_000,
+        unknown_items: Literal["accept", "reject"] = "accept",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if unknown_items not in ("accept", "reject"):
+            raise ValueError(f"unknown_items must be 'accept' or 'reject', not {unknown_items!r}")
         self.engine = engine
         self.max_event_bytes = max_event_bytes
         self.max_event_future = max_event_future
         self.max_event_age = max_event_age
         self.dedupe_window = dedupe_window
+        self.unknown_items = unknown_items
         self.clock = clock
+        #: Set by the worker once it has read the whole catalog (see ``unknown_items``).
+        self.catalog_ready = False
+        self._catalog_ids: set[str] = set()  # announced and not withdrawn
         self._recent_ids = RecentIds(dedupe_window)
         # Insertion-ordered set: users are refreshed in the order they became dirty.
         self._dirty: dict[str, None] = {}
@@ -122,6 +135,16 @@ class Pipeline:
         out_of_range = self._check_event_time(event.timestamp)
         if out_of_range is not None:
             return out_of_range
+        if (
+            self.unknown_items == "reject"
+            and self.catalog_ready
+            and event.item_id not in self._catalog_ids
+        ):
+            return Rejection(
+                Reason.UNKNOWN_ITEM,
+                f"item {event.item_id!r} is not in the catalog",
+                "data.item_id",
+            )
         if event.event_id in self._recent_ids:
             return Rejection(Reason.DUPLICATE, f"event_id {event.event_id!r} was already learned")
         return event
@@ -151,6 +174,7 @@ class Pipeline:
         if raw is None and key:
             item_id = key.decode("utf-8", "replace")
             self.engine.remove_item(item_id)
+            self._catalog_ids.discard(item_id)
             return item_id
         if raw is None:
             outcome: CatalogItem | Rejection = Rejection(
@@ -164,6 +188,7 @@ class Pipeline:
         failure = self._apply(self.engine.upsert_item, outcome)
         if failure is not None:
             return failure
+        self._catalog_ids.add(outcome.item_id)
         self.catalog_items += 1
         return outcome
 
@@ -214,6 +239,7 @@ class Pipeline:
             "events_by_type": dict(self.accepted),
             "rejected_by_reason": {str(reason): n for reason, n in self.rejected.items()},
             "catalog_messages_applied": self.catalog_items,
+            "catalog_ready": self.catalog_ready,
             "lists_published": self.lists_published,
             "users_waiting_for_a_list": len(self._dirty),
             "lists_in_flight": self.lists_in_flight,
