@@ -203,7 +203,22 @@ def encode_interaction(event: Interaction) -> bytes:
 
 
 def _schema_rejection(error: fastjsonschema.JsonSchemaException) -> Rejection:
+    """The field path names the missing or unexpected property, not just its object.
+
+    >>> validate_document(INTERACTION_SCHEMA, {"event_id": "e1"}).field
+    'data.type'
+    """
     path = getattr(error, "name", None) or None
+    rule = getattr(error, "rule", None)
+    value = getattr(error, "value", None)
+    if path and isinstance(value, dict):
+        if rule == "required":
+            missing = [name for name in error.rule_definition if name not in value]
+            path = f"{path}.{missing[0]}" if missing else path
+        elif rule == "additionalProperties":
+            known = (getattr(error, "definition", None) or {}).get("properties", {})
+            extra = [name for name in value if name not in known]
+            path = f"{path}.{extra[0]}" if extra else path
     return Rejection(Reason.SCHEMA_VIOLATION, str(error.message), path)
 
 
