@@ -12,6 +12,7 @@ catalog read, and :data:`ORIGINALS` sent (and accepted) before the corpus, so th
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,30 @@ def event_doc(now: float, *, user: str = VICTIM, item: str | None = None, **chan
 def originals(now: float) -> list[Message]:
     """Good events the corpus's ``duplicate`` repeats: send them first."""
     return [Message("play", VICTIM.encode(), orjson.dumps(event_doc(now, event_id="dup-1")))]
+
+
+def good_event(n: int, now: float) -> Message:
+    """The n-th good event: users, items and types in rotation, each with a fresh id."""
+    user = USERS[n % len(USERS)]
+    kind = ("play", "skip", "replay")[n % 3]
+    doc = event_doc(
+        now,
+        user=user,
+        item=CATALOG_ITEMS[n % len(CATALOG_ITEMS)].item_id,
+        event_id=f"good-{uuid.uuid4().hex}",
+        type=kind,
+        ms_played=5_000 if kind == "skip" else 150_000,
+        occurred_at=format_time(now - 120 + n * 0.01),
+    )
+    return Message(kind, user.encode(), orjson.dumps(doc))
+
+
+def counts_by_user(messages: list[Message]) -> dict[str, dict[str, int]]:
+    counts = {user: {"play": 0, "skip": 0, "replay": 0} for user in USERS}
+    for message in messages:
+        doc = orjson.loads(message.value)
+        counts[doc["user_id"]][doc["type"]] += 1
+    return counts
 
 
 def build_corpus(now: float) -> list[BadMessage]:

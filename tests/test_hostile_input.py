@@ -7,7 +7,6 @@ interleaved with good events, through the worker's :class:`Pipeline`.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections import Counter
 
 import hypothesis
@@ -18,7 +17,9 @@ from hostile_corpus import (
     USERS,
     Message,
     build_corpus,
+    counts_by_user,
     event_doc,
+    good_event,
     originals,
 )
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +31,6 @@ from stream.contracts import (
     Rejection,
     encode_catalog_item,
     encode_dead_letter,
-    format_time,
     validate_document,
 )
 from stream.engine import Engine, EngineConfig
@@ -55,30 +55,6 @@ def feed(pipeline: Pipeline, message: Message) -> object:
     return pipeline.ingest_event(message.value, key=message.key, event_type=EventType(message.kind))
 
 
-def good_event(n: int, now: float = NOW) -> Message:
-    """The n-th good event: users, items and types in rotation, each with a fresh id."""
-    user = USERS[n % len(USERS)]
-    kind = ("play", "skip", "replay")[n % 3]
-    doc = event_doc(
-        now,
-        user=user,
-        item=CATALOG_ITEMS[n % len(CATALOG_ITEMS)].item_id,
-        event_id=f"good-{uuid.uuid4().hex}",
-        type=kind,
-        ms_played=5_000 if kind == "skip" else 150_000,
-        occurred_at=format_time(now - 120 + n * 0.01),
-    )
-    return Message(kind, user.encode(), orjson.dumps(doc))
-
-
-def counts_by_user(messages: list[Message]) -> dict[str, dict[str, int]]:
-    counts = {user: {"play": 0, "skip": 0, "replay": 0} for user in USERS}
-    for message in messages:
-        doc = orjson.loads(message.value)
-        counts[doc["user_id"]][doc["type"]] += 1
-    return counts
-
-
 def test_the_corpus_has_many_distinct_kinds_covering_every_input_reason():
     corpus = build_corpus(NOW)
     assert len({message.name for message in corpus}) == len(corpus) >= 30
@@ -93,7 +69,7 @@ def test_each_bad_message_gives_one_rejection_with_its_reason_and_every_good_one
     for original in good:
         assert isinstance(feed(pipeline, original), Interaction)
     for n, bad in enumerate(corpus):
-        event = good_event(n)
+        event = good_event(n, NOW)
         good.append(event)
         assert isinstance(feed(pipeline, event), Interaction), event
         outcome = feed(pipeline, bad)
@@ -195,7 +171,7 @@ def test_fuzzed_messages_never_raise_and_never_disturb_good_events(fuzzed):
     learned_fuzz: list[Interaction] = []
     rejections: Counter[str] = Counter()
     for n, message in enumerate(fuzzed):
-        event = good_event(n)
+        event = good_event(n, NOW)
         good.append(event)
         assert isinstance(feed(pipeline, event), Interaction), "a good event was refused"
         outcome = feed(pipeline, message)  # must not raise
