@@ -30,6 +30,7 @@ def worker_pipeline() -> Pipeline:
         max_event_future=settings.max_event_future_seconds,
         max_event_age=settings.max_event_age_seconds,
         dedupe_window=settings.dedupe_window,
+        unknown_items=settings.unknown_items,
     )
 
 

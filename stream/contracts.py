@@ -13,7 +13,7 @@ turns into a dead letter.
 >>> decode_interaction(raw, expected_type=EventType.PLAY, key=b"u1")
 Interaction(event_id='e1', user_id='u1', item_id='i1', type=<EventType.PLAY: 'play'>, ...)
 >>> decode_interaction(b'{"event_id":', expected_type=EventType.PLAY, key=b"u1").reason
-'invalid_json'
+<Reason.INVALID_JSON: 'invalid_json'>
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from importlib import resources
 from typing import Any, Final
 
@@ -54,11 +55,49 @@ ALL_SCHEMAS: Final = (
 DEFAULT_MAX_EVENT_BYTES: Final = 16 * 1024
 
 
+class Reason(StrEnum):
+    """Why a message was rejected: the ``reason`` of its dead letter (one code per cause).
+
+    Listed in the order the checks run; a message with several faults gets the
+    first. ``schemas/dead-letter.schema.json`` enumerates the same codes.
+    """
+
+    #: no value at all (null); on the catalog topic a keyed null is a withdrawal instead
+    TOMBSTONE = "tombstone"
+    #: more than the configured maximum bytes, refused before parsing
+    OVERSIZED = "oversized"
+    #: a value of zero bytes
+    EMPTY_PAYLOAD = "empty_payload"
+    NOT_UTF8 = "not_utf8"
+    #: not one JSON document (truncated, NaN, a byte-order mark, trailing bytes, too deep...)
+    INVALID_JSON = "invalid_json"
+    #: valid JSON, but an array, string, number or null instead of an object
+    NOT_AN_OBJECT = "not_an_object"
+    #: the object breaks the schema; ``field`` is the path of the offending field
+    SCHEMA_VIOLATION = "schema_violation"
+    #: an event whose ``type`` belongs to another topic (a skip on plays)
+    WRONG_TOPIC = "wrong_topic"
+    #: the message has no key (or an empty one)
+    MISSING_KEY = "missing_key"
+    #: the key is not the event's user_id (the catalog item's item_id)
+    KEY_MISMATCH = "key_mismatch"
+    #: more played than the item lasts, by the event's own duration_ms
+    MS_PLAYED_OVER_DURATION = "ms_played_over_duration"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    #: an item the catalog never announced or withdrew (only when configured to reject)
+    UNKNOWN_ITEM = "unknown_item"
+    #: an event_id already learned
+    DUPLICATE = "duplicate"
+    #: the engine raised on a valid message (a bug; replay it once fixed)
+    PROCESSING_ERROR = "processing_error"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a message was not accepted. ``field`` is the path of the bad field, if any."""
 
-    reason: str
+    reason: Reason
     detail: str
     field: str | None = None
 
@@ -116,17 +155,21 @@ def _seconds_to_date(seconds: float) -> str:
 def interaction_from_wire(doc: dict[str, Any]) -> Interaction:
     """Build an :class:`Interaction` from an already validated wire document."""
     source = doc.get("source")
+    duration_ms = doc.get("duration_ms")
     return Interaction(
         event_id=doc["event_id"],
         user_id=doc["user_id"],
         item_id=doc["item_id"],
         type=EventType(doc["type"]),
         timestamp=parse_time(doc["occurred_at"]),
-        ms_played=doc["ms_played"],
-        duration_ms=doc.get("duration_ms"),
+        # JSON Schema's "integer" admits 1000.0: keep ints ints
+        ms_played=int(doc["ms_played"]),
+        duration_ms=None if duration_ms is None else int(duration_ms),
         device=doc.get("device"),
         country=doc.get("country"),
-        source=Source(source["list_id"], source["row"], source["position"]) if source else None,
+        source=(
+            Source(source["list_id"], source["row"], int(source["position"])) if source else None
+        ),
     )
 
 
@@ -160,8 +203,23 @@ def encode_interaction(event: Interaction) -> bytes:
 
 
 def _schema_rejection(error: fastjsonschema.JsonSchemaException) -> Rejection:
+    """The field path names the missing or unexpected property, not just its object.
+
+    >>> validate_document(INTERACTION_SCHEMA, {"event_id": "e1"}).field
+    'data.type'
+    """
     path = getattr(error, "name", None) or None
-    return Rejection("schema_violation", str(error.message), path)
+    rule = getattr(error, "rule", None)
+    value = getattr(error, "value", None)
+    if path and isinstance(value, dict):
+        if rule == "required":
+            missing = [name for name in error.rule_definition if name not in value]
+            path = f"{path}.{missing[0]}" if missing else path
+        elif rule == "additionalProperties":
+            known = (getattr(error, "definition", None) or {}).get("properties", {})
+            extra = [name for name in value if name not in known]
+            path = f"{path}.{extra[0]}" if extra else path
+    return Rejection(Reason.SCHEMA_VIOLATION, str(error.message), path)
 
 
 def validate_document(name: str, doc: Any) -> Rejection | None:
@@ -174,19 +232,24 @@ def validate_document(name: str, doc: Any) -> Rejection | None:
 
 
 def decode_json(raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Any:
-    """Parse one message's bytes, or return the :class:`Rejection` saying why not."""
+    """Parse one message's bytes, or return the :class:`Rejection` saying why not.
+
+    The size is checked before anything else looks at the bytes.
+    """
     if raw is None:
-        return Rejection("empty", "message has no value")
+        return Rejection(Reason.TOMBSTONE, "message has no value (a tombstone)")
     if len(raw) > max_bytes:
-        return Rejection("oversized", f"{len(raw)} bytes, the limit is {max_bytes}")
+        return Rejection(Reason.OVERSIZED, f"{len(raw)} bytes, the limit is {max_bytes}")
+    if not raw:
+        return Rejection(Reason.EMPTY_PAYLOAD, "message value is zero bytes")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        return Rejection("not_utf8", f"not UTF-8: {error.reason} at byte {error.start}")
+        return Rejection(Reason.NOT_UTF8, f"not UTF-8: {error.reason} at byte {error.start}")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        return Rejection("invalid_json", str(error))
+        return Rejection(Reason.INVALID_JSON, str(error))
 
 
 def decode_document(
@@ -197,9 +260,24 @@ def decode_document(
     if isinstance(doc, Rejection):
         return doc
     if not isinstance(doc, dict):
-        return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
+        kind = "null" if doc is None else type(doc).__name__
+        return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {kind}")
     problem = validate_document(schema, doc)
     return doc if problem is None else problem
+
+
+def _check_key(key: bytes | None, expected: str, field: str) -> Rejection | None:
+    """``None`` when the message key is ``expected`` (UTF-8), else why not."""
+    if not key:
+        return Rejection(Reason.MISSING_KEY, "the message has no key", field)
+    if key != expected.encode("utf-8"):
+        shown = key.decode("utf-8", "replace")
+        return Rejection(
+            Reason.KEY_MISMATCH,
+            f"message key {shown!r} is not the {field.rsplit('.', 1)[-1]} {expected!r}",
+            field,
+        )
+    return None
 
 
 def decode_interaction(
@@ -219,21 +297,24 @@ def decode_interaction(
         return doc
     if doc["type"] != expected_type.value:
         return Rejection(
-            "type_mismatch",
+            Reason.WRONG_TOPIC,
             f"a {doc['type']!r} event on the topic for {expected_type.value!r} events",
             "data.type",
         )
-    if key is None or key.decode("utf-8", "replace") != doc["user_id"]:
-        shown = None if key is None else key.decode("utf-8", "replace")
+    wrong_key = _check_key(key, doc["user_id"], "data.user_id")
+    if wrong_key is not None:
+        return wrong_key
+    duration_ms = doc.get("duration_ms")
+    if duration_ms is not None and doc["ms_played"] > duration_ms:
         return Rejection(
-            "key_mismatch",
-            f"message key {shown!r} is not the event's user_id {doc['user_id']!r}",
-            "data.user_id",
+            Reason.MS_PLAYED_OVER_DURATION,
+            f"ms_played {doc['ms_played']} is more than duration_ms {duration_ms}",
+            "data.ms_played",
         )
     try:
         return interaction_from_wire(doc)
     except ValueError as error:  # e.g. a date-time the regex admits but Python cannot represent
-        return Rejection("schema_violation", str(error), "data.occurred_at")
+        return Rejection(Reason.SCHEMA_VIOLATION, str(error), "data.occurred_at")
 
 
 # --------------------------------------------------------------------------- catalog
@@ -271,12 +352,13 @@ def decode_catalog_item(
     doc = decode_document(raw, CATALOG_ITEM_SCHEMA, max_bytes=max_bytes)
     if isinstance(doc, Rejection):
         return doc
-    if key is None or key.decode("utf-8", "replace") != doc["item_id"]:
-        return Rejection("key_mismatch", "message key is not the item's item_id", "data.item_id")
+    wrong_key = _check_key(key, doc["item_id"], "data.item_id")
+    if wrong_key is not None:
+        return wrong_key
     try:
         return catalog_item_from_wire(doc)
     except ValueError as error:
-        return Rejection("schema_violation", str(error), "data.release_date")
+        return Rejection(Reason.SCHEMA_VIOLATION, str(error), "data.release_date")
 
 
 # --------------------------------------------------------------------------- lists
@@ -359,7 +441,7 @@ def encode_dead_letter(
     """A dead letter keeps the original bytes so the message can be fixed and replayed."""
     return orjson.dumps(
         {
-            "reason": rejection.reason,
+            "reason": str(rejection.reason),
             "detail": rejection.detail,
             "field": rejection.field,
             "topic": topic,

@@ -15,8 +15,8 @@ the agents share one implementation.
 >>> pipeline.take_dirty()
 ['u1']
 >>> pipeline.ingest_event(b"{oops", key=b"u1", event_type=EventType.PLAY).reason
-'invalid_json'
->>> dict(pipeline.rejected)
+<Reason.INVALID_JSON: 'invalid_json'>
+>>> pipeline.stats()["rejected_by_reason"]
 {'invalid_json': 1}
 """
 
@@ -27,10 +27,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from stream.contracts import (
     DEFAULT_MAX_EVENT_BYTES,
+    Reason,
     Rejection,
     decode_catalog_item,
     decode_interaction,
@@ -59,6 +60,12 @@ class Pipeline:
         How many recent event ids are remembered: an event whose ``event_id`` is
         among them (a redelivery after a crash, an upstream retry) is rejected as
         ``duplicate`` instead of being learned twice.
+    unknown_items
+        ``"accept"``: an event may name an item the catalog has not announced (it
+        learns the item without metadata). ``"reject"``: an event for an item the
+        catalog never announced, or withdrew, is rejected as ``unknown_item`` -
+        but only once :attr:`catalog_ready` is set (the whole catalog has been
+        read), since the catalog and event topics are consumed concurrently.
     clock
         Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
     """
@@ -71,19 +78,26 @@ class Pipeline:
         max_event_future: float = 300.0,
         max_event_age: float = 30 * 86_400.0,
         dedupe_window: int = 1_000_000,
+        unknown_items: Literal["accept", "reject"] = "accept",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if unknown_items not in ("accept", "reject"):
+            raise ValueError(f"unknown_items must be 'accept' or 'reject', not {unknown_items!r}")
         self.engine = engine
         self.max_event_bytes = max_event_bytes
         self.max_event_future = max_event_future
         self.max_event_age = max_event_age
         self.dedupe_window = dedupe_window
+        self.unknown_items = unknown_items
         self.clock = clock
+        #: Set by the worker once it has read the whole catalog (see ``unknown_items``).
+        self.catalog_ready = False
+        self._catalog_ids: set[str] = set()  # announced and not withdrawn
         self._recent_ids = RecentIds(dedupe_window)
         # Insertion-ordered set: users are refreshed in the order they became dirty.
         self._dirty: dict[str, None] = {}
         self.accepted: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
+        self.rejected: Counter[Reason] = Counter()
         self.catalog_items = 0
         self.lists_published = 0
         self.lists_in_flight = 0
@@ -121,22 +135,32 @@ class Pipeline:
         out_of_range = self._check_event_time(event.timestamp)
         if out_of_range is not None:
             return out_of_range
+        if (
+            self.unknown_items == "reject"
+            and self.catalog_ready
+            and event.item_id not in self._catalog_ids
+        ):
+            return Rejection(
+                Reason.UNKNOWN_ITEM,
+                f"item {event.item_id!r} is not in the catalog",
+                "data.item_id",
+            )
         if event.event_id in self._recent_ids:
-            return Rejection("duplicate", f"event_id {event.event_id!r} was already learned")
+            return Rejection(Reason.DUPLICATE, f"event_id {event.event_id!r} was already learned")
         return event
 
     def _check_event_time(self, timestamp: float) -> Rejection | None:
         now = self.clock()
         if timestamp > now + self.max_event_future:
             return Rejection(
-                "timestamp_in_future",
+                Reason.TIMESTAMP_IN_FUTURE,
                 f"occurred_at is {timestamp - now:.0f}s ahead of the worker's clock "
                 f"(limit {self.max_event_future:.0f}s)",
                 "data.occurred_at",
             )
         if self.max_event_age and timestamp < now - self.max_event_age:
             return Rejection(
-                "timestamp_too_old",
+                Reason.TIMESTAMP_TOO_OLD,
                 f"occurred_at is {(now - timestamp) / 86_400:.1f} days old "
                 f"(limit {self.max_event_age / 86_400:.1f} days)",
                 "data.occurred_at",
@@ -150,14 +174,21 @@ class Pipeline:
         if raw is None and key:
             item_id = key.decode("utf-8", "replace")
             self.engine.remove_item(item_id)
+            self._catalog_ids.discard(item_id)
             return item_id
-        outcome = decode_catalog_item(raw, key=key, max_bytes=self.max_event_bytes)
+        if raw is None:
+            outcome: CatalogItem | Rejection = Rejection(
+                Reason.MISSING_KEY, "a tombstone without a key withdraws nothing"
+            )
+        else:
+            outcome = decode_catalog_item(raw, key=key, max_bytes=self.max_event_bytes)
         if isinstance(outcome, Rejection):
             self.rejected[outcome.reason] += 1
             return outcome
         failure = self._apply(self.engine.upsert_item, outcome)
         if failure is not None:
             return failure
+        self._catalog_ids.add(outcome.item_id)
         self.catalog_items += 1
         return outcome
 
@@ -171,7 +202,7 @@ class Pipeline:
             update(value)
         except Exception as error:  # noqa: BLE001
             logger.exception("engine failed on %r", value)
-            rejection = Rejection("processing_error", f"{type(error).__name__}: {error}")
+            rejection = Rejection(Reason.PROCESSING_ERROR, f"{type(error).__name__}: {error}")
             self.rejected[rejection.reason] += 1
             return rejection
         return None
@@ -206,8 +237,9 @@ class Pipeline:
         return {
             "events_accepted": sum(self.accepted.values()),
             "events_by_type": dict(self.accepted),
-            "rejected_by_reason": dict(self.rejected),
+            "rejected_by_reason": {str(reason): n for reason, n in self.rejected.items()},
             "catalog_messages_applied": self.catalog_items,
+            "catalog_ready": self.catalog_ready,
             "lists_published": self.lists_published,
             "users_waiting_for_a_list": len(self._dirty),
             "lists_in_flight": self.lists_in_flight,

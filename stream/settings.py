@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     max_event_age_seconds: float = Field(
         30 * 86_400.0, ge=0, description="Older events are rejected (0 = any age, for backfills)."
     )
+    unknown_items: Literal["accept", "reject"] = Field(
+        "accept",
+        description="reject: events for items the catalog never announced (or withdrew) are "
+        "dead-lettered as unknown_item, once this worker has read the whole catalog.",
+    )
     row_size: int = Field(10, ge=1, le=100, description="Items per row in published lists.")
     seed: int = Field(0, description="Seed of the engine's random choices.")
     # --- worker

@@ -102,7 +102,7 @@ async def test_bad_messages_become_one_dead_letter_each_and_the_rest_is_learned(
     letters = _dead_letters(sent)
     assert [letter["reason"] for letter in letters] == [
         "invalid_json",
-        "type_mismatch",
+        "wrong_topic",
         "key_mismatch",
     ]
     assert [letter["offset"] for letter in letters] == [0, 1, 3]

@@ -85,7 +85,8 @@ def test_wire_round_trip_keeps_every_field():
         (b'{"event_id": ', b"u1", "invalid_json", None),
         (b"\xff\xfe{}", b"u1", "not_utf8", None),
         (b"[1, 2]", b"u1", "not_an_object", None),
-        (None, b"u1", "empty", None),
+        (None, b"u1", "tombstone", None),
+        (b"", b"u1", "empty_payload", None),
         (b"x" * (contracts.DEFAULT_MAX_EVENT_BYTES + 1), b"u1", "oversized", None),
         (orjson.dumps(_event(ms_played=-5)), b"u1", "schema_violation", "data.ms_played"),
         (
@@ -94,11 +95,18 @@ def test_wire_round_trip_keeps_every_field():
             "schema_violation",
             "data.occurred_at",
         ),
-        (orjson.dumps(_event(item_id=None)), b"u1", "schema_violation", "data"),
-        (orjson.dumps(_event(surprise=1)), b"u1", "schema_violation", "data"),
-        (orjson.dumps(_event(type="skip")), b"u1", "type_mismatch", "data.type"),
+        (orjson.dumps(_event(item_id=None)), b"u1", "schema_violation", "data.item_id"),
+        (orjson.dumps(_event(surprise=1)), b"u1", "schema_violation", "data.surprise"),
+        (orjson.dumps(_event(type="skip")), b"u1", "wrong_topic", "data.type"),
         (orjson.dumps(_event()), b"u2", "key_mismatch", "data.user_id"),
-        (orjson.dumps(_event()), None, "key_mismatch", "data.user_id"),
+        (orjson.dumps(_event()), None, "missing_key", "data.user_id"),
+        (orjson.dumps(_event()), b"", "missing_key", "data.user_id"),
+        (
+            orjson.dumps(_event(ms_played=180_001)),
+            b"u1",
+            "ms_played_over_duration",
+            "data.ms_played",
+        ),
     ],
 )
 def test_bad_messages_are_rejected_with_a_reason_and_field(raw, key, reason, field):
@@ -107,6 +115,21 @@ def test_bad_messages_are_rejected_with_a_reason_and_field(raw, key, reason, fie
     assert outcome.reason == reason
     assert outcome.field == field
     assert outcome.detail
+
+
+def test_integral_floats_are_read_as_ints():
+    event = decode_interaction(
+        orjson.dumps(_event(ms_played=1000.0, duration_ms=2000.0)),
+        expected_type=EventType.PLAY,
+        key=b"u1",
+    )
+    assert (event.ms_played, event.duration_ms) == (1000, 2000)
+    assert type(event.ms_played) is int and type(event.duration_ms) is int
+
+
+def test_every_reason_code_is_listed_in_the_dead_letter_schema():
+    schema = contracts.load_schema(contracts.DEAD_LETTER_SCHEMA)
+    assert schema["properties"]["reason"]["enum"] == [reason.value for reason in contracts.Reason]
 
 
 def test_dead_letter_carries_original_bytes_and_validates():
