@@ -13,6 +13,7 @@ import functools
 import time
 from typing import Any
 
+from stream.checkpoint import Checkpointer
 from stream.contracts import Rejection, encode_dead_letter
 from stream.engine import Engine, EngineConfig
 from stream.pipeline import Pipeline
@@ -32,6 +33,30 @@ def worker_pipeline() -> Pipeline:
         dedupe_window=settings.dedupe_window,
         unknown_items=settings.unknown_items,
     )
+
+
+@functools.cache
+def worker_checkpointer() -> Checkpointer:
+    """Checkpoints of :func:`worker_pipeline` under the data dir."""
+    settings = get_settings()
+    return Checkpointer(
+        settings.data_dir / "checkpoints",
+        worker_pipeline(),
+        interval=settings.checkpoint_interval_seconds,
+    )
+
+
+def open_worker_state() -> None:
+    """Restore the latest checkpoint and hand the state to the batch consumer.
+
+    Runs once before the consumer starts (``EncoreApp.open_state``).
+    """
+    from stream.app import app
+
+    checkpointer = worker_checkpointer()
+    checkpointer.restore()
+    app.batch_progress = worker_pipeline()
+    app.checkpointer = checkpointer
 
 
 async def send_dead_letter(record: Any, rejection: Rejection) -> None:

@@ -13,7 +13,8 @@ from typing import Any, NoReturn
 
 import faust
 
-from stream.batching import BatchHandler, BatchTransport
+from stream.batching import BatchHandler, BatchProgress, BatchTransport
+from stream.checkpoint import Checkpointer
 from stream.settings import Settings, get_settings
 
 
@@ -52,6 +53,13 @@ class EncoreApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
+        #: Set by ``open_state`` when handlers' state is checkpointed (stream.checkpoint):
+        #: the batch consumer skips what the state already covers, and offsets are
+        #: committed from checkpoints instead of from acks.
+        self.batch_progress: BatchProgress | None = None
+        self.checkpointer: Checkpointer | None = None
+        #: Called once before the consumer starts (agents restore their state here).
+        self.open_state: Callable[[], None] | None = None
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -72,6 +80,8 @@ class EncoreApp(faust.App):
         from stream.topics import ensure_topics
 
         await ensure_topics(get_settings())
+        if self.open_state is not None:
+            self.open_state()
         await super().on_first_start()
 
 
@@ -119,6 +129,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=0.0,
         # Large fetches feed the batch handlers (chunks of batch_chunk_size).
         broker_max_poll_records=5000,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+        consumer_group_instance_id=settings.worker_id,
     )
 
 

@@ -21,8 +21,8 @@ if an upgrade moved them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -33,6 +33,15 @@ from mode.utils.futures import notify
 #: partition, in offset order. It must not raise for bad input (dead-letter it);
 #: an exception stops the worker without acking the chunk (it is redelivered).
 BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[None] | None]
+
+
+class BatchProgress(Protocol):
+    """Where batch handlers' progress is kept when their state is checkpointed."""
+
+    def position(self, topic: str, partition: int) -> int | None: ...
+
+    def advance(self, topic: str, partition: int, next_offset: int) -> None: ...
+
 
 _FAUST_CONSUMER_INTERNALS = (
     "_wait_next_records",
@@ -71,6 +80,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def on_start(self) -> None:
         check_faust_internals(self)
         self._next_offset: dict[TP, int] = {}
+        #: A handler is running (between records is where a checkpoint may start).
+        self.handling = False
         await super().on_start()
 
     def _ack_range(self, tp: TP, first: int, last: int) -> None:
@@ -157,31 +168,58 @@ class BatchConsumer(faust_aiokafka.Consumer):
             # for the chunk being processed to be acked.
             in_flight = Message(tp.topic, tp.partition, -1, None, None, None, None, None, None)
             self._unacked_messages.add(in_flight)
+            self.handling = True
             try:
-                result = handler(tp, chunk)
-                if result is not None:
-                    await result
-                first = self._next_offset.get(tp)
-                if first is None:  # first chunk since assignment or a seek
-                    committed = self._committed_offset[tp]
-                    first = (
-                        committed
-                        if committed is not None and committed <= chunk[0].offset
-                        else chunk[0].offset
-                    )
-                self._ack_range(tp, first, chunk[-1].offset)
+                await self._handle_chunk(tp, chunk, handler)
                 self._next_offset[tp] = chunk[-1].offset + 1
                 self._read_offset[tp] = chunk[-1].offset
             finally:
+                self.handling = False
                 in_flight.acked = True
                 self._unacked_messages.discard(in_flight)
-            if self._commit_every is not None and self._n_acked >= self._commit_every:
+            if (
+                app.batch_progress is None
+                and self._commit_every is not None
+                and self._n_acked >= self._commit_every
+            ):
                 self._n_acked = 0
                 # Shielded: Faust drops acked offsets from its list before the broker
                 # commit completes, so a cancel mid-commit (stop, rebalance) would
                 # lose the progress (redelivery, not loss — but avoidable).
                 await asyncio.shield(self.commit())
             await asyncio.sleep(0)  # timers, the web server and the commit timer run here
+
+    async def _handle_chunk(self, tp: TP, chunk: Sequence[Any], handler: BatchHandler) -> None:
+        """Run the handler on a chunk, then record its progress.
+
+        With checkpointed state (``app.batch_progress``) the state's own position
+        says where it stands: records below it (redelivered because a checkpoint's
+        commit did not happen before a crash) are skipped, and offsets are
+        committed later from the checkpoint that covers them. Otherwise the chunk
+        is acked for Faust's commit logic.
+        """
+        progress = self.app.batch_progress
+        if progress is not None:
+            done = progress.position(tp.topic, tp.partition)
+            if done is not None and chunk[0].offset < done:
+                chunk = [record for record in chunk if record.offset >= done]
+                if not chunk:
+                    return
+        result = handler(tp, chunk)
+        if result is not None:
+            await result
+        if progress is not None:
+            progress.advance(tp.topic, tp.partition, chunk[-1].offset + 1)
+            return
+        first = self._next_offset.get(tp)
+        if first is None:  # first chunk since assignment or a seek
+            committed = self._committed_offset[tp]
+            first = (
+                committed
+                if committed is not None and committed <= chunk[0].offset
+                else chunk[0].offset
+            )
+        self._ack_range(tp, first, chunk[-1].offset)
 
     async def _deliver_one_by_one(self, tp: TP, batch: Sequence[Any]) -> None:
         """The stock path, for topics without a batch handler (tables, ordinary agents)."""
@@ -191,11 +229,41 @@ class BatchConsumer(faust_aiokafka.Consumer):
             )
             self._read_offset[tp] = record.offset
 
+    async def commit_positions(self, positions: Mapping[tuple[str, int], int]) -> bool:
+        """Commit the positions a checkpoint covers (next offsets), for assigned partitions."""
+        offsets = {}
+        for (topic, partition), offset in positions.items():
+            tp = TP(topic, partition)
+            committed = self._committed_offset.get(tp)
+            if committed is None or offset > committed:
+                offsets[tp] = offset
+        if not offsets:
+            return False
+        return await self._commit_offsets(offsets)
+
+    async def _checkpoint_and_commit(self) -> None:
+        """Write a checkpoint now and commit what it covers (stop, revocation)."""
+        checkpointer = self.app.checkpointer
+        if checkpointer is None or not self.assignment():
+            return
+        await self.wait_empty()
+        try:
+            positions = checkpointer.write_now()
+            await self.commit_positions(positions)
+        except Exception as error:  # noqa: BLE001 - the last checkpoint still holds
+            self.log.warning("checkpoint before stop/revoke failed: %r", error)
+
+    async def on_stop(self) -> None:
+        await self._checkpoint_and_commit()
+        await super().on_stop()
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        if self.app.checkpointer is not None:
+            await self._checkpoint_and_commit()
         # Commit what was processed *before* Faust forgets the acks of revoked
         # partitions; otherwise every rebalance redelivers everything since the
         # last periodic commit.
-        if self.assignment():
+        elif self.assignment():
             try:
                 await self.commit()
             except Exception as error:  # noqa: BLE001 - at-least-once holds without it

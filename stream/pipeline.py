@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import pickle
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,6 +42,8 @@ from stream.engine import Engine
 from stream.models import CatalogItem, EventType, Interaction, RecommendationList
 
 logger = logging.getLogger(__name__)
+
+_SNAPSHOT_VERSION = 1
 
 
 class Pipeline:
@@ -103,6 +106,9 @@ class Pipeline:
         self.lists_in_flight = 0
         self.first_event_processed_at: float | None = None
         self.last_event_processed_at: float | None = None
+        #: Per input partition ``(topic, partition)``, the next offset whose record is
+        #: not reflected in this state yet (see :meth:`advance` and :mod:`stream.checkpoint`).
+        self.positions: dict[tuple[str, int], int] = {}
 
     def ingest_event(
         self, raw: bytes | None, *, key: bytes | None, event_type: EventType
@@ -226,6 +232,67 @@ class Pipeline:
         recommendations = self.engine.recommend(user_id, now=self.clock())
         self.lists_published += 1
         return recommendations
+
+    # ------------------------------------------------------------------ checkpoints
+    def advance(self, topic: str, partition: int, next_offset: int) -> None:
+        """Record that every record of ``topic``/``partition`` before ``next_offset`` is in
+        this state (learned, applied or dead-lettered)."""
+        self.positions[(topic, partition)] = next_offset
+
+    def position(self, topic: str, partition: int) -> int | None:
+        """The next offset of ``topic``/``partition`` not reflected in this state, if known."""
+        return self.positions.get((topic, partition))
+
+    _STATE = (
+        "_catalog_ids",
+        "_recent_ids",
+        "_dirty",
+        "accepted",
+        "rejected",
+        "catalog_items",
+        "lists_published",
+        "first_event_processed_at",
+        "last_event_processed_at",
+        "positions",
+    )
+
+    def snapshot(self) -> bytes:
+        """Everything this pipeline has learned, with the input positions it covers.
+
+        Settings (limits, the clock) are not part of it: a restored pipeline runs
+        with the settings it was created with. ``catalog_ready`` is not either: it
+        describes this run's reading of the catalog topic.
+
+        >>> from stream.engine import Engine, EngineConfig
+        >>> from stream.contracts import parse_time
+        >>> clock = lambda: parse_time("2026-11-22T18:00:05Z")
+        >>> before = Pipeline(Engine(EngineConfig(seed=0)), clock=clock)
+        >>> raw = (b'{"event_id":"e1","type":"play","user_id":"u1","item_id":"i1",'
+        ...        b'"occurred_at":"2026-11-22T18:00:00Z","ms_played":1000}')
+        >>> _ = before.ingest_event(raw, key=b"u1", event_type=EventType.PLAY)
+        >>> before.advance("plays", 0, 1)
+        >>> after = Pipeline(Engine(EngineConfig(seed=0)), clock=clock)
+        >>> after.restore(before.snapshot())
+        >>> after.position("plays", 0), after.engine.user_counts("u1")["play"]
+        (1, 1)
+        >>> after.ingest_event(raw, key=b"u1", event_type=EventType.PLAY).reason
+        <Reason.DUPLICATE: 'duplicate'>
+        """
+        state = {name: getattr(self, name) for name in self._STATE}
+        return pickle.dumps(
+            (_SNAPSHOT_VERSION, self.engine.snapshot(), state), protocol=pickle.HIGHEST_PROTOCOL
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Replace this pipeline's state by a :meth:`snapshot` (only from a trusted source)."""
+        version, engine, state = pickle.loads(data)  # noqa: S301 - our own checkpoints only
+        if version != _SNAPSHOT_VERSION:
+            raise ValueError(
+                f"pipeline snapshot version {version}, this code reads {_SNAPSHOT_VERSION}"
+            )
+        self.engine = Engine.restore(engine)
+        for name in self._STATE:
+            setattr(self, name, state[name])
 
     def stats(self) -> dict[str, Any]:
         """Counters for health checks and benchmarks (JSON-ready).

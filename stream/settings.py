@@ -66,7 +66,27 @@ class Settings(BaseSettings):
     row_size: int = Field(10, ge=1, le=100, description="Items per row in published lists.")
     seed: int = Field(0, description="Seed of the engine's random choices.")
     # --- worker
-    data_dir: Path = Field(Path(".encore/data"), description="Worker state (Faust data dir).")
+    data_dir: Path = Field(
+        Path(".encore/data"), description="Worker state: checkpoints and Faust's data dir."
+    )
+    session_timeout_seconds: float = Field(
+        10.0,
+        ge=6.0,
+        le=300.0,
+        description="A worker that stops heartbeating (killed, hung) loses its partitions "
+        "after this long; a restarted or surviving worker takes them over then.",
+    )
+    worker_id: str | None = Field(
+        None,
+        description="Kafka static group membership (group.instance.id): a worker restarted "
+        "under the same id gets its partitions back at once, without a rebalance.",
+    )
+    checkpoint_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between checkpoints of the worker's state; a crash re-reads at "
+        "most about this much input.",
+    )
     web_enabled: bool = True
     web_bind: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
     web_port: int = Field(6066, ge=0, le=65535)

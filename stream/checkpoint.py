@@ -1,0 +1,251 @@
+"""Checkpoints: a worker's whole state and the input offsets it covers, on local disk.
+
+The engine lives in memory (no table write per event on the hot path), so a
+crash would lose what it learned. Every few seconds the worker writes a
+checkpoint: :meth:`Pipeline.snapshot` - the engine, the de-duplication window,
+the counters, and per input partition the next offset the state does not cover
+yet. Only those offsets are committed to Kafka, and after a checkpoint was
+written. After a crash the worker restores the latest checkpoint, Kafka
+redelivers from the committed offsets, and the worker skips records below the
+checkpoint's positions: every event is in the state exactly once, whatever
+point the crash hit (a checkpoint written but not yet committed included).
+
+Writing does not stop the worker: it forks, and the child pickles the state as
+it was at the fork (copy-on-write pages), writes it to a temporary file,
+fsyncs it, renames it into place and exits; the parent keeps consuming and
+polls for the child. Where ``os.fork`` does not exist the write is synchronous.
+
+This module has no Faust import: the worker's glue is in ``agents`` and
+:mod:`stream.batching`.
+
+>>> import tempfile
+>>> from stream.engine import Engine, EngineConfig
+>>> from stream.pipeline import Pipeline
+>>> directory = Path(tempfile.mkdtemp())
+>>> pipeline = Pipeline(Engine(EngineConfig(seed=0)))
+>>> pipeline.advance("plays", 3, 42)
+>>> checkpoints = Checkpointer(directory, pipeline, interval=5.0)
+>>> checkpoints.write_now()
+{('plays', 3): 42}
+>>> fresh = Pipeline(Engine(EngineConfig(seed=0)))
+>>> Checkpointer(directory, fresh, interval=5.0).restore(), fresh.position("plays", 3)
+(True, 42)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.bin"
+_PR_SET_PDEATHSIG = 1
+
+Positions = dict[tuple[str, int], int]
+
+
+@dataclass
+class _Writer:
+    """A checkpoint being written by a child process."""
+
+    pid: int
+    positions: Positions
+    started: float
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make a checkpoint writer die with the worker that forked it (Linux).
+
+    A writer that outlived a killed worker could rename its file into place
+    after the restarted worker wrote a newer one, putting back a state older than
+    the offsets already committed.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class Checkpointer:
+    """Writes, restores and schedules checkpoints of one :class:`Pipeline`.
+
+    Parameters
+    ----------
+    directory
+        Where the checkpoint file lives (created if missing).
+    pipeline
+        Whose state is saved and restored.
+    interval
+        Seconds between the starts of two checkpoints (at most one is written at a time).
+    clock
+        Monotonic clock (a fake in tests).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        pipeline: Pipeline,
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = Path(directory)
+        self.pipeline = pipeline
+        self.interval = interval
+        self.clock = clock
+        self.path = self.directory / CHECKPOINT_FILE
+        self._writer: _Writer | None = None
+        self._last_started = clock()
+        self.written = 0
+        self.failed = 0
+        self.last_seconds: float | None = None
+        self.last_bytes: int | None = None
+        self.restored = 0
+        self.restored_events: int | None = None
+        self.restore_seconds: float | None = None
+
+    # ------------------------------------------------------------------ restore
+    def restore(self) -> bool:
+        """Load the latest checkpoint into the pipeline; ``False`` if there is none."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return False
+        started = time.perf_counter()
+        self.pipeline.restore(data)
+        self.restored += 1
+        self.restored_events = sum(self.pipeline.accepted.values())
+        self.restore_seconds = time.perf_counter() - started
+        logger.info(
+            "restored checkpoint %s (%d bytes, %d users, %d events) in %.2fs",
+            self.path,
+            len(data),
+            len(self.pipeline.engine.users),
+            self.restored_events,
+            self.restore_seconds,
+        )
+        return True
+
+    # ------------------------------------------------------------------ write
+    @property
+    def writing(self) -> bool:
+        return self._writer is not None
+
+    def due(self) -> bool:
+        """Time for the next checkpoint, and none is being written."""
+        return self._writer is None and self.clock() - self._last_started >= self.interval
+
+    def start(self) -> None:
+        """Begin writing a checkpoint of the state as it is now, in a child process.
+
+        Call it only between records: the positions are copied now and must
+        describe exactly the state the child sees.
+        """
+        if self._writer is not None:
+            raise RuntimeError("a checkpoint is already being written")
+        positions = dict(self.pipeline.positions)
+        self._last_started = self.clock()
+        if not hasattr(os, "fork"):
+            self._write(self.pipeline.snapshot())
+            self._finished(positions, time.perf_counter())
+            return
+        started = time.perf_counter()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: write and leave without running any cleanup
+            code = 1
+            try:
+                _die_with_parent(parent)
+                self._write(self.pipeline.snapshot())
+                code = 0
+            except BaseException:  # noqa: BLE001 - reported to the parent by the exit code
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        self._writer = _Writer(pid, positions, started)
+
+    def poll(self) -> Positions | None:
+        """The positions of a checkpoint that has just been written, else ``None``."""
+        writer = self._writer
+        if writer is None:
+            return None
+        pid, status = os.waitpid(writer.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        self._writer = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            self.failed += 1
+            logger.error("checkpoint writer %d failed (status %d)", writer.pid, status)
+            return None
+        return self._finished(writer.positions, writer.started)
+
+    def wait(self) -> Positions | None:
+        """Block until a checkpoint being written is done; its positions, if it succeeded."""
+        writer = self._writer
+        if writer is None:
+            return None
+        _, status = os.waitpid(writer.pid, 0)
+        self._writer = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            self.failed += 1
+            logger.error("checkpoint writer %d failed (status %d)", writer.pid, status)
+            return None
+        return self._finished(writer.positions, writer.started)
+
+    def write_now(self) -> Positions:
+        """Write a checkpoint synchronously (on shutdown and partition revocation)."""
+        self.wait()
+        positions = dict(self.pipeline.positions)
+        started = time.perf_counter()
+        self._write(self.pipeline.snapshot())
+        self._last_started = self.clock()
+        return self._finished(positions, started)
+
+    def _finished(self, positions: Positions, started: float) -> Positions:
+        self.written += 1
+        self.last_seconds = time.perf_counter() - started
+        try:
+            self.last_bytes = self.path.stat().st_size
+        except FileNotFoundError:
+            self.last_bytes = None
+        return positions
+
+    def _write(self, data: bytes) -> None:
+        """Atomically replace the checkpoint file (temp file, fsync, rename, fsync dir)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f".{CHECKPOINT_FILE}.{os.getpid()}"
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def stats(self) -> dict[str, object]:
+        """JSON-ready figures for ``/stats/``."""
+        return {
+            "checkpoints_written": self.written,
+            "checkpoints_failed": self.failed,
+            "last_checkpoint_seconds": self.last_seconds,
+            "last_checkpoint_bytes": self.last_bytes,
+            "checkpoints_restored": self.restored,
+            "restored_events": self.restored_events,
+            "restore_seconds": self.restore_seconds,
+        }
