@@ -15,6 +15,7 @@ from typing import Any
 
 from stream.contracts import Rejection, encode_dead_letter
 from stream.engine import Engine, EngineConfig
+from stream.metrics import PartitionProgress, WorkerMetrics
 from stream.pipeline import Pipeline
 from stream.settings import get_settings
 
@@ -30,7 +31,22 @@ def worker_pipeline() -> Pipeline:
         max_event_future=settings.max_event_future_seconds,
         max_event_age=settings.max_event_age_seconds,
         dedupe_window=settings.dedupe_window,
+        served_lists=settings.served_lists,
     )
+
+
+def partition_progress() -> list[PartitionProgress]:
+    """Offsets of every partition assigned to this worker (empty before it started)."""
+    from stream.app import app
+
+    progress = getattr(app.consumer, "partition_progress", None)
+    return [] if progress is None else progress()
+
+
+@functools.cache
+def worker_metrics() -> WorkerMetrics:
+    """The Prometheus registry of this worker process."""
+    return WorkerMetrics(worker_pipeline(), partition_progress)
 
 
 async def send_dead_letter(record: Any, rejection: Rejection) -> None:

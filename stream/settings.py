@@ -59,6 +59,9 @@ class Settings(BaseSettings):
         30 * 86_400.0, ge=0, description="Older events are rejected (0 = any age, for backfills)."
     )
     row_size: int = Field(10, ge=1, le=100, description="Items per row in published lists.")
+    served_lists: int = Field(
+        10_000, ge=0, description="Latest published lists kept in memory for the HTTP API."
+    )
     seed: int = Field(0, description="Seed of the engine's random choices.")
     # --- worker
     data_dir: Path = Field(Path(".encore/data"), description="Worker state (Faust data dir).")
