@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
-import base64
 import time
 import urllib.request
 import uuid
