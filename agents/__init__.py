@@ -35,12 +35,25 @@ def worker_pipeline() -> Pipeline:
     )
 
 
+def assigned_partitions() -> set[tuple[str, int]]:
+    """``(topic, partition)`` assigned to this worker (empty before its consumer started)."""
+    from stream.app import app
+
+    try:
+        return set(app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - Faust raises ConsumerNotStarted before the start
+        return set()
+
+
 def partition_progress() -> list[PartitionProgress]:
     """Offsets of every partition assigned to this worker (empty before it started)."""
     from stream.app import app
 
     progress = getattr(app.consumer, "partition_progress", None)
-    return [] if progress is None else progress()
+    try:
+        return [] if progress is None else progress()
+    except Exception:  # noqa: BLE001 - as above
+        return []
 
 
 @functools.cache

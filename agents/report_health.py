@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import worker_metrics, worker_pipeline
+from agents import assigned_partitions, worker_metrics, worker_pipeline
 from stream.app import app
 from stream.serving import health_document, probe_broker
 from stream.settings import get_settings
@@ -16,7 +16,7 @@ async def report_health(web: Any, request: Any) -> Any:
     broker = await probe_broker(get_settings().bootstrap_servers)
     status, body = health_document(
         broker=broker,
-        assigned=app.consumer.assignment(),
+        assigned=assigned_partitions(),
         event_topics=[topic.get_topic_name() for topic in EVENT_TYPE_TOPICS.values()],
         pipeline=worker_pipeline(),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agents import worker_pipeline
+from agents import assigned_partitions, worker_pipeline
 from stream.app import app
 from stream.serving import (
     ApiError,
@@ -32,7 +32,7 @@ def _check_owner(user_id: str) -> None:
     for topic in EVENT_TYPE_TOPICS.values():
         name = topic.get_topic_name()
         event_topics[name] = consumer.topic_partitions(name) or partitions
-    check_owner(user_id, event_topics=event_topics, assigned=consumer.assignment())
+    check_owner(user_id, event_topics=event_topics, assigned=assigned_partitions())
 
 
 def _answer(web: Any, build: Callable[[], Any]) -> Any:

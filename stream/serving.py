@@ -132,7 +132,9 @@ def current_list(pipeline: Pipeline, user_id: str) -> tuple[bytes, str]:
 
     ``"published"``: the latest list sent to the recommendations topic (kept for
     the last ``served_lists`` users). ``"computed"``: the user is known but their
-    list is no longer kept, so a fresh one is computed now (not published).
+    list is no longer kept, so a fresh one is computed now (not published; like a
+    published one it records which exploration arm filled each Discover slot, so a
+    play from it is still credited).
     """
     known_user_or_404(pipeline, user_id)
     published = pipeline.latest_list(user_id)

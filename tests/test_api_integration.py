@@ -148,17 +148,17 @@ async def test_lists_profiles_similar_items_errors_and_metrics(worker):
     assert doc["user_id"] == "api-u1" and doc["based_on_events"] == 4
     assert all(item["reason"] for row in doc["rows"] for item in row["items"])
 
-    # --- profile: exact counts, taste from the catalog, recent events newest first
+    # --- profile: exact counts, taste from the catalog, recent events
     status, profile = get_json(port, "/users/api-u1/profile?k=2")
     assert status == 200
     assert profile["counts"] == {"plays": 2, "skips": 1, "replays": 1, "total": 4}
     assert profile["top_genres"][0]["genre"] == "jazz"
     assert profile["top_artists"][0]["artist"] == "Ada Lane"
     assert len(profile["top_genres"]) <= 2 and len(profile["recent_events"]) == 2
-    assert {e["item_id"] for e in profile["recent_events"]} <= {"api-a", "api-c"}
-    assert any(
-        e["kind"] == "negative" for e in get_json(port, "/users/api-u1/profile")[1]["recent_events"]
-    ), "the skip shows as a negative signal"
+    # plays, skips and replays travel on different topics: learned in any order
+    recent = get_json(port, "/users/api-u1/profile")[1]["recent_events"]
+    assert sorted(e["item_id"] for e in recent) == ["api-a", "api-a", "api-b", "api-c"]
+    assert [e["kind"] for e in recent if e["item_id"] == "api-c"] == ["negative"], recent
 
     # --- similar items: b was played right after a by three users
     status, similar = get_json(port, "/items/api-a/similar?k=3")

@@ -379,7 +379,7 @@ class Engine:
         return [] if user is None else self.taste.top_artists(user, self.items, k, now=now)
 
     def recent_events(self, user_id: str, k: int) -> list[tuple[str, float, float]] | None:
-        """The user's last ``k`` kept events, newest first, as ``(item_id, weight, time)``.
+        """The user's last ``k`` kept events, last learned first, as ``(item_id, weight, time)``.
 
         ``weight`` is the learned signal (negative for a skip). ``None`` for an
         unknown user. A pure query (for the profile API).
