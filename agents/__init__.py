@@ -16,6 +16,7 @@ from typing import Any
 from stream.checkpoint import Checkpointer
 from stream.contracts import Rejection, encode_dead_letter
 from stream.engine import Engine, EngineConfig
+from stream.metrics import PartitionProgress, WorkerMetrics
 from stream.pipeline import Pipeline
 from stream.settings import get_settings
 
@@ -32,6 +33,7 @@ def worker_pipeline() -> Pipeline:
         max_event_age=settings.max_event_age_seconds,
         dedupe_window=settings.dedupe_window,
         unknown_items=settings.unknown_items,
+        served_lists=settings.served_lists,
     )
 
 
@@ -57,6 +59,33 @@ def open_worker_state() -> None:
     checkpointer.restore()
     app.batch_progress = worker_pipeline()
     app.checkpointer = checkpointer
+
+
+def assigned_partitions() -> set[tuple[str, int]]:
+    """``(topic, partition)`` assigned to this worker (empty before its consumer started)."""
+    from stream.app import app
+
+    try:
+        return set(app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - Faust raises ConsumerNotStarted before the start
+        return set()
+
+
+def partition_progress() -> list[PartitionProgress]:
+    """Offsets of every partition assigned to this worker (empty before it started)."""
+    from stream.app import app
+
+    progress = getattr(app.consumer, "partition_progress", None)
+    try:
+        return [] if progress is None else progress()
+    except Exception:  # noqa: BLE001 - as above
+        return []
+
+
+@functools.cache
+def worker_metrics() -> WorkerMetrics:
+    """The Prometheus registry of this worker process."""
+    return WorkerMetrics(worker_pipeline(), partition_progress)
 
 
 async def send_dead_letter(record: Any, rejection: Rejection) -> None:

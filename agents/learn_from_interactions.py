@@ -20,8 +20,13 @@ async def learn_from_interactions(tp: TP, records: Sequence[Any]) -> None:
     pipeline = worker_pipeline()
     event_type = _EVENT_TYPE_BY_TOPIC[tp.topic]
     for record in records:
-        # (key bytes, raw value bytes) of one partition, in offset order
-        outcome = pipeline.ingest_event(record.value, key=record.key, event_type=event_type)
+        # (key bytes, raw value bytes, Kafka timestamp ms) of one partition, in offset order
+        outcome = pipeline.ingest_event(
+            record.value,
+            key=record.key,
+            event_type=event_type,
+            produced_at=record.timestamp / 1000 if record.timestamp is not None else None,
+        )
         # Interaction (learned, user marked dirty) | Rejection
         if isinstance(outcome, Rejection):
             await send_dead_letter(record, outcome)

@@ -37,27 +37,24 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
         pipeline.lists_in_flight += len(users)
         try:
             deliveries = []
+            encoded = []
             for user_id in users:
                 recommendations = pipeline.recommend(user_id)
-                # (user_id, RecommendationList) -> the compacted recommendations topic
+                # (user_id, RecommendationList) -> wire bytes -> the compacted recommendations topic
+                encoded.append(encode_recommendation_list(recommendations))
                 deliveries.append(
-                    await app.producer.send(
-                        topic,
-                        user_id.encode(),
-                        encode_recommendation_list(recommendations),
-                        None,
-                        None,
-                        None,
-                    )
+                    await app.producer.send(topic, user_id.encode(), encoded[-1], None, None, None)
                 )
             outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
         finally:
             pipeline.lists_in_flight -= len(users)
-        for user_id, outcome in zip(users, outcomes, strict=True):
+        delivered_at = time.time()  # the broker acknowledged them: freshness ends here
+        for user_id, payload, outcome in zip(users, encoded, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 logger.warning("list for %s not delivered (%r); will retry", user_id, outcome)
                 failed.append(user_id)
             else:
+                pipeline.delivered(user_id, payload, at=delivered_at)
                 sent += 1
     for user_id in failed:  # next tick, not this one: the broker needs time
         pipeline.mark_dirty(user_id)

@@ -29,6 +29,8 @@ from faust.types import TP
 from faust.types.tuples import Message, ack_lock
 from mode.utils.futures import notify
 
+from stream.metrics import PartitionProgress
+
 #: ``handler(tp, records)``: records are aiokafka ``ConsumerRecord`` s of one
 #: partition, in offset order. It must not raise for bad input (dead-letter it);
 #: an exception stops the worker without acking the chunk (it is redelivered).
@@ -256,6 +258,31 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def on_stop(self) -> None:
         await self._checkpoint_and_commit()
         await super().on_stop()
+
+    def partition_progress(self) -> list[PartitionProgress]:
+        """Highwater, committed and processed offsets of every assigned partition.
+
+        Read from the consumer's last fetch and Faust's bookkeeping: no broker request.
+        ``None`` where not known yet (no fetch, nothing committed or processed).
+        """
+        thread = self._thread
+        next_offsets: dict[TP, int] = getattr(self, "_next_offset", {})
+        progress = []
+        for tp in sorted(self.assignment()):
+            try:
+                highwater = thread.highwater(tp)
+            except Exception:  # noqa: BLE001 - revoked between assignment() and here
+                highwater = None
+            progress.append(
+                PartitionProgress(
+                    tp.topic,
+                    tp.partition,
+                    highwater,
+                    self._committed_offset.get(tp),
+                    next_offsets.get(tp),  # batch topics only; others count from committed
+                )
+            )
+        return progress
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if self.app.checkpointer is not None:

@@ -26,7 +26,7 @@ import itertools
 import logging
 import pickle
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ from stream.contracts import (
 )
 from stream.dedupe import RecentIds
 from stream.engine import Engine
+from stream.metrics import Freshness
 from stream.models import CatalogItem, EventType, Interaction, RecommendationList
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class Pipeline:
         catalog never announced, or withdrew, is rejected as ``unknown_item`` -
         but only once :attr:`catalog_ready` is set (the whole catalog has been
         read), since the catalog and event topics are consumed concurrently.
+    served_lists
+        How many users' latest published lists are kept in memory for the HTTP API
+        (least recently published dropped first).
     clock
         Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
     """
@@ -82,6 +86,7 @@ class Pipeline:
         max_event_age: float = 30 * 86_400.0,
         dedupe_window: int = 1_000_000,
         unknown_items: Literal["accept", "reject"] = "accept",
+        served_lists: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if unknown_items not in ("accept", "reject"):
@@ -92,6 +97,7 @@ class Pipeline:
         self.max_event_age = max_event_age
         self.dedupe_window = dedupe_window
         self.unknown_items = unknown_items
+        self.served_lists = served_lists
         self.clock = clock
         #: Set by the worker once it has read the whole catalog (see ``unknown_items``).
         self.catalog_ready = False
@@ -104,6 +110,11 @@ class Pipeline:
         self.catalog_items = 0
         self.lists_published = 0
         self.lists_in_flight = 0
+        self.lists_delivered = 0
+        self.freshness = Freshness(clock=clock)
+        # user -> their latest published list (wire bytes), least recently published first
+        self._latest_lists: OrderedDict[str, bytes] = OrderedDict()
+        self._recent_users: deque[str] = deque(maxlen=10)
         self.first_event_processed_at: float | None = None
         self.last_event_processed_at: float | None = None
         #: Per input partition ``(topic, partition)``, the next offset whose record is
@@ -111,9 +122,18 @@ class Pipeline:
         self.positions: dict[tuple[str, int], int] = {}
 
     def ingest_event(
-        self, raw: bytes | None, *, key: bytes | None, event_type: EventType
+        self,
+        raw: bytes | None,
+        *,
+        key: bytes | None,
+        event_type: EventType,
+        produced_at: float | None = None,
     ) -> Interaction | Rejection:
-        """Learn from one message of the topic for ``event_type``, or say why it was rejected."""
+        """Learn from one message of the topic for ``event_type``, or say why it was rejected.
+
+        ``produced_at`` is the message's Kafka timestamp (epoch seconds), the start
+        of the event's freshness.
+        """
         outcome = self._admit(raw, key=key, event_type=event_type)
         if isinstance(outcome, Rejection):
             self.rejected[outcome.reason] += 1
@@ -124,6 +144,7 @@ class Pipeline:
         self._recent_ids.add(outcome.event_id)
         self.accepted[outcome.type.value] += 1
         self._dirty[outcome.user_id] = None
+        self.freshness.accepted(outcome.user_id, produced_at)
         self.last_event_processed_at = self.clock()
         if self.first_event_processed_at is None:
             self.first_event_processed_at = self.last_event_processed_at
@@ -294,6 +315,32 @@ class Pipeline:
         for name in self._STATE:
             setattr(self, name, state[name])
 
+    def delivered(self, user_id: str, encoded: bytes, *, at: float) -> None:
+        """The broker acknowledged ``user_id``'s list (wire bytes ``encoded``) at ``at``.
+
+        Samples the freshness of the events it is the first list to reflect and keeps
+        it as the user's latest list for the HTTP API.
+        """
+        self.lists_delivered += 1
+        self.freshness.delivered(user_id, at=at)
+        latest = self._latest_lists
+        latest[user_id] = encoded
+        latest.move_to_end(user_id)
+        while len(latest) > self.served_lists:
+            latest.popitem(last=False)
+        if user_id in self._recent_users:
+            self._recent_users.remove(user_id)
+        self._recent_users.append(user_id)
+
+    def latest_list(self, user_id: str) -> bytes | None:
+        """The wire bytes of the latest list published for ``user_id``, if still kept."""
+        return self._latest_lists.get(user_id)
+
+    @property
+    def users_waiting(self) -> int:
+        """Users with events not yet reflected by a list."""
+        return len(self._dirty)
+
     def stats(self) -> dict[str, Any]:
         """Counters for health checks and benchmarks (JSON-ready).
 
@@ -308,6 +355,10 @@ class Pipeline:
             "catalog_messages_applied": self.catalog_items,
             "catalog_ready": self.catalog_ready,
             "lists_published": self.lists_published,
+            "lists_delivered": self.lists_delivered,
+            "dead_letters": sum(self.rejected.values()),
+            "freshness_seconds": self.freshness.quantiles(),
+            "recently_published_users": list(reversed(self._recent_users)),
             "users_waiting_for_a_list": len(self._dirty),
             "lists_in_flight": self.lists_in_flight,
             "first_event_processed_at": self.first_event_processed_at,

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         "dead-lettered as unknown_item, once this worker has read the whole catalog.",
     )
     row_size: int = Field(10, ge=1, le=100, description="Items per row in published lists.")
+    served_lists: int = Field(
+        10_000, ge=0, description="Latest published lists kept in memory for the HTTP API."
+    )
     seed: int = Field(0, description="Seed of the engine's random choices.")
     # --- worker
     data_dir: Path = Field(

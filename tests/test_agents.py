@@ -35,12 +35,16 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None  # Kafka message timestamp, ms
 
 
-def records(topic, *messages: tuple[bytes | None, bytes | None]) -> tuple[TP, list[Record]]:
+def records(
+    topic, *messages: tuple[bytes | None, bytes | None], timestamp: int | None = None
+) -> tuple[TP, list[Record]]:
     name = topic.get_topic_name()
     return TP(name, 0), [
-        Record(name, 0, offset, key, value) for offset, (key, value) in enumerate(messages)
+        Record(name, 0, offset, key, value, timestamp)
+        for offset, (key, value) in enumerate(messages)
     ]
 
 
@@ -151,6 +155,22 @@ async def test_a_failed_delivery_leaves_the_user_waiting_for_the_next_tick(
     monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=failing_send))
     assert await publish_dirty_lists() == 0
     assert pipeline.take_dirty() == ["u1"]
+    assert pipeline.latest_list("u1") is None, "an undelivered list is not served"
+
+
+async def test_a_delivered_list_is_served_and_times_the_events_it_reflects(pipeline, sent):
+    produced_ms = int((time.time() - 2.0) * 1000)  # the Kafka timestamp: two seconds ago
+    await learn_from_interactions(
+        *records(
+            plays_topic, (b"u1", _play(item="i1")), (b"u1", _play(item="i2")), timestamp=produced_ms
+        )
+    )
+    assert await publish_dirty_lists() == 1
+    [(_, published)] = sent[recommendations_topic.get_topic_name()]
+    assert pipeline.latest_list("u1") == published
+    freshness = pipeline.stats()["freshness_seconds"]
+    assert freshness["samples"] == 2
+    assert 2.0 <= freshness["p50"] < 10.0
 
 
 async def test_publishing_stops_at_its_budget_and_keeps_the_rest_for_later(pipeline, sent):

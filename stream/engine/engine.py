@@ -39,6 +39,7 @@ same seed reproduces the same state and the same lists.
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 from collections.abc import Iterable, Iterator
@@ -380,6 +381,34 @@ class Engine:
         """The user's strongest artist affinities (for the profile API)."""
         user = self.users.get(user_id)
         return [] if user is None else self.taste.top_artists(user, self.items, k, now=now)
+
+    def recent_events(self, user_id: str, k: int) -> list[tuple[str, float, float]] | None:
+        """The user's last ``k`` kept events, last learned first, as ``(item_id, weight, time)``.
+
+        ``weight`` is the learned signal (negative for a skip). ``None`` for an
+        unknown user. A pure query (for the profile API).
+        """
+        user = self.users.get(user_id)
+        if user is None:
+            return None
+        ids = self.items.ids
+        return [
+            (ids[row], float(weight), float(at))
+            for row, weight, at in itertools.islice(user.newest_first(), max(k, 0))
+        ]
+
+    def similar_items(self, item_id: str, k: int, *, now: float) -> list[tuple[str, float]] | None:
+        """Up to ``k`` active items most often played with ``item_id`` (co-occurrence).
+
+        Strongest first, as ``(item_id, score)``; ``None`` when the item is unknown
+        or withdrawn from the catalog. A pure query (for the similar-items API).
+        """
+        row = self.items.row(item_id)
+        if row is None or not self.items.active[row]:
+            return None
+        neighbours = self.cooccurrence.neighbours(row, self.config.max_neighbours, now=now)
+        active, ids = self.items.active, self.items.ids
+        return [(ids[other], score) for other, score in neighbours if active[other]][: max(k, 0)]
 
     # ================================================================== ranking
     def _mf_scores(
