@@ -34,13 +34,15 @@ This module has no Faust import: the worker's glue is in ``agents`` and
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +63,23 @@ class _Writer:
     pid: int
     positions: Positions
     started: float
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while (un)pickling the state.
+
+    Unpickling creates hundreds of thousands of objects, and each allocation
+    threshold crossed starts a collection that walks all of them again: with it
+    paused, restoring 20,000 users took 0.9 s instead of 3.5-6.6 s.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -125,7 +144,8 @@ class Checkpointer:
         except FileNotFoundError:
             return False
         started = time.perf_counter()
-        self.pipeline.restore(data)
+        with _gc_paused():
+            self.pipeline.restore(data)
         self.restored += 1
         self.restored_events = sum(self.pipeline.accepted.values())
         self.restore_seconds = time.perf_counter() - started
@@ -169,6 +189,7 @@ class Checkpointer:
             code = 1
             try:
                 _die_with_parent(parent)
+                gc.disable()  # a child that exits after one pickle: no cycles worth finding
                 self._write(self.pipeline.snapshot())
                 code = 0
             except BaseException:  # noqa: BLE001 - reported to the parent by the exit code
@@ -210,7 +231,8 @@ class Checkpointer:
         self.wait()
         positions = dict(self.pipeline.positions)
         started = time.perf_counter()
-        self._write(self.pipeline.snapshot())
+        with _gc_paused():
+            self._write(self.pipeline.snapshot())
         self._last_started = self.clock()
         return self._finished(positions, started)
 
