@@ -31,6 +31,7 @@ def worker_pipeline() -> Pipeline:
         max_event_age=settings.max_event_age_seconds,
         dedupe_window=settings.dedupe_window,
         unknown_items=settings.unknown_items,
+        forgotten_users_max=settings.forgotten_users_max,
     )
 
 

@@ -23,7 +23,9 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
 
     Oldest-dirty users first; once ``budget_seconds`` is spent the rest wait for the
     next tick, so a burst of users never starves learning. A list whose delivery
-    failed leaves its user dirty, to be retried. Returns how many lists were sent.
+    failed leaves its user dirty, to be retried. A user forgotten while this tick
+    runs gets no list (:meth:`Pipeline.recommend` says ``None``). Returns how many
+    lists were sent.
     """
     pipeline = worker_pipeline()
     topic = recommendations_topic.get_topic_name()
@@ -35,10 +37,14 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
         if not users:
             break
         pipeline.lists_in_flight += len(users)
+        sending: list[str] = []
         try:
             deliveries = []
             for user_id in users:
                 recommendations = pipeline.recommend(user_id)
+                if recommendations is None:
+                    continue  # forgotten since it was queued (a send above yielded)
+                sending.append(user_id)
                 # (user_id, RecommendationList) -> the compacted recommendations topic
                 deliveries.append(
                     await app.producer.send(
@@ -53,7 +59,7 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
             outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
         finally:
             pipeline.lists_in_flight -= len(users)
-        for user_id, outcome in zip(users, outcomes, strict=True):
+        for user_id, outcome in zip(sending, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 logger.warning("list for %s not delivered (%r); will retry", user_id, outcome)
                 failed.append(user_id)
