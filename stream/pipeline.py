@@ -108,13 +108,13 @@ class Pipeline:
     ) -> None:
         if unknown_items not in ("accept", "reject"):
             raise ValueError(f"unknown_items must be 'accept' or 'reject', not {unknown_items!r}")
+        if forgotten_users_max < 1:
+            raise ValueError(f"forgotten_users_max must be >= 1, not {forgotten_users_max}")
         self.engine = engine
         self.max_event_bytes = max_event_bytes
         self.max_event_future = max_event_future
         self.max_event_age = max_event_age
         self.dedupe_window = dedupe_window
-        if forgotten_users_max < 1:
-            raise ValueError(f"forgotten_users_max must be >= 1, not {forgotten_users_max}")
         self.unknown_items = unknown_items
         self.forgotten_users_max = forgotten_users_max
         self.clock = clock
