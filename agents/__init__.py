@@ -34,6 +34,7 @@ def worker_pipeline() -> Pipeline:
         dedupe_window=settings.dedupe_window,
         unknown_items=settings.unknown_items,
         served_lists=settings.served_lists,
+        forgotten_users_max=settings.forgotten_users_max,
     )
 
 

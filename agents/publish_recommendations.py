@@ -23,7 +23,9 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
 
     Oldest-dirty users first; once ``budget_seconds`` is spent the rest wait for the
     next tick, so a burst of users never starves learning. A list whose delivery
-    failed leaves its user dirty, to be retried. Returns how many lists were sent.
+    failed leaves its user dirty, to be retried. A user forgotten while this tick
+    runs gets no list (:meth:`Pipeline.recommend` says ``None``). Returns how many
+    lists were sent.
     """
     pipeline = worker_pipeline()
     topic = recommendations_topic.get_topic_name()
@@ -35,11 +37,15 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
         if not users:
             break
         pipeline.lists_in_flight += len(users)
+        sending: list[str] = []
         try:
             deliveries = []
             encoded = []
             for user_id in users:
                 recommendations = pipeline.recommend(user_id)
+                if recommendations is None:
+                    continue  # forgotten since it was queued (a send above yielded)
+                sending.append(user_id)
                 # (user_id, RecommendationList) -> wire bytes -> the compacted recommendations topic
                 encoded.append(encode_recommendation_list(recommendations))
                 deliveries.append(
@@ -49,7 +55,7 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
         finally:
             pipeline.lists_in_flight -= len(users)
         delivered_at = time.time()  # the broker acknowledged them: freshness ends here
-        for user_id, payload, outcome in zip(users, encoded, outcomes, strict=True):
+        for user_id, payload, outcome in zip(sending, encoded, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 logger.warning("list for %s not delivered (%r); will retry", user_id, outcome)
                 failed.append(user_id)

@@ -392,7 +392,7 @@ def tail_command(
     """Watch a topic in readable form (default: recommendations).
 
     TOPIC is the base name (recommendations, dead-letters, plays, skips, replays,
-    catalog); ENCORE_TOPIC_PREFIX is added.
+    catalog, deletions); ENCORE_TOPIC_PREFIX is added.
     """
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(topic, user, from_beginning, max_messages, timeout))

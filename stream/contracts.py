@@ -32,6 +32,7 @@ import orjson
 
 from stream.models import (
     CatalogItem,
+    DeletionRequest,
     EventType,
     Interaction,
     RecommendationList,
@@ -44,11 +45,13 @@ INTERACTION_SCHEMA: Final = "interaction-event"
 CATALOG_ITEM_SCHEMA: Final = "catalog-item"
 RECOMMENDATION_LIST_SCHEMA: Final = "recommendation-list"
 DEAD_LETTER_SCHEMA: Final = "dead-letter"
+DELETION_REQUEST_SCHEMA: Final = "deletion-request"
 ALL_SCHEMAS: Final = (
     INTERACTION_SCHEMA,
     CATALOG_ITEM_SCHEMA,
     RECOMMENDATION_LIST_SCHEMA,
     DEAD_LETTER_SCHEMA,
+    DELETION_REQUEST_SCHEMA,
 )
 
 #: Larger payloads are rejected before parsing (a real event is ~300 bytes).
@@ -87,6 +90,8 @@ class Reason(StrEnum):
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     #: an item the catalog never announced or withdrew (only when configured to reject)
     UNKNOWN_ITEM = "unknown_item"
+    #: an event of a user who was forgotten, that occurred at or before the deletion
+    USER_FORGOTTEN = "user_forgotten"
     #: an event_id already learned
     DUPLICATE = "duplicate"
     #: the engine raised on a valid message (a bug; replay it once fixed)
@@ -419,6 +424,59 @@ def decode_recommendation_list(raw: bytes) -> RecommendationList:
     doc = orjson.loads(raw)
     validator(RECOMMENDATION_LIST_SCHEMA)(doc)
     return recommendation_list_from_wire(doc)
+
+
+# --------------------------------------------------------------------------- deletions
+
+
+def deletion_request_from_wire(doc: dict[str, Any]) -> DeletionRequest:
+    return DeletionRequest(
+        user_id=doc["user_id"],
+        requested_at=parse_time(doc["requested_at"]),
+        request_id=doc.get("request_id"),
+        reason=doc.get("reason"),
+    )
+
+
+def deletion_request_to_wire(request: DeletionRequest) -> dict[str, Any]:
+    """The wire document (optional fields left out when unset)."""
+    doc: dict[str, Any] = {
+        "user_id": request.user_id,
+        "requested_at": format_time(request.requested_at),
+    }
+    if request.request_id is not None:
+        doc["request_id"] = request.request_id
+    if request.reason is not None:
+        doc["reason"] = request.reason
+    return doc
+
+
+def encode_deletion_request(request: DeletionRequest) -> bytes:
+    return orjson.dumps(deletion_request_to_wire(request))
+
+
+def decode_deletion_request(
+    raw: bytes | None, *, key: bytes | None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> DeletionRequest | Rejection:
+    """Decode and validate one message of the deletions topic (key = the user_id).
+
+    >>> decode_deletion_request(
+    ...     b'{"user_id":"u1","requested_at":"1970-01-01T00:01:00Z"}', key=b"u1"
+    ... )
+    DeletionRequest(user_id='u1', requested_at=60.0, request_id=None, reason=None)
+    >>> decode_deletion_request(b'{"user_id":"u1"}', key=b"u1").field
+    'data.requested_at'
+    """
+    doc = decode_document(raw, DELETION_REQUEST_SCHEMA, max_bytes=max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    wrong_key = _check_key(key, doc["user_id"], "data.user_id")
+    if wrong_key is not None:
+        return wrong_key
+    try:
+        return deletion_request_from_wire(doc)
+    except ValueError as error:
+        return Rejection(Reason.SCHEMA_VIOLATION, str(error), "data.requested_at")
 
 
 # --------------------------------------------------------------------------- dead letters

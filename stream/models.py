@@ -110,6 +110,21 @@ class CatalogItem:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletionRequest:
+    """Forget a user: their state, factors and list (``schemas/deletion-request``).
+
+    ``requested_at`` is seconds since the epoch: the user's events that occurred
+    at or before it are their past, refused from then on; later ones are new activity.
+    ``request_id`` and ``reason`` are for audit only.
+    """
+
+    user_id: str
+    requested_at: float
+    request_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RecommendedItem:
     """One slot in a row: what, how strongly, and why (a sentence a person reads)."""
 

@@ -18,6 +18,16 @@ the agents share one implementation.
 <Reason.INVALID_JSON: 'invalid_json'>
 >>> pipeline.stats()["rejected_by_reason"]
 {'invalid_json': 1}
+
+Forgetting a user drops what the engine holds about them and refuses their past:
+
+>>> pipeline.forget("u1", at=parse_time("2026-11-22T18:00:01Z"))
+True
+>>> pipeline.engine.known_user("u1"), pipeline.take_dirty()
+(False, [])
+>>> raw = raw.replace(b'"e1"', b'"e2"')  # the same play again, under a new event id
+>>> pipeline.ingest_event(raw, key=b"u1", event_type=EventType.PLAY).reason
+<Reason.USER_FORGOTTEN: 'user_forgotten'>
 """
 
 from __future__ import annotations
@@ -35,12 +45,20 @@ from stream.contracts import (
     Reason,
     Rejection,
     decode_catalog_item,
+    decode_deletion_request,
     decode_interaction,
+    format_time,
 )
 from stream.dedupe import RecentIds
 from stream.engine import Engine
 from stream.metrics import Freshness
-from stream.models import CatalogItem, EventType, Interaction, RecommendationList
+from stream.models import (
+    CatalogItem,
+    DeletionRequest,
+    EventType,
+    Interaction,
+    RecommendationList,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +91,12 @@ class Pipeline:
     served_lists
         How many users' latest published lists are kept in memory for the HTTP API
         (least recently published dropped first).
+    forgotten_users_max
+        How many forgotten users are remembered with their deletion time (see
+        :meth:`forget`). Past this, the oldest deletion is dropped from memory
+        (logged, counted as ``forgotten_evicted``): that user's old events, if
+        replayed, would be learned again. Deletions older than ``max_event_age``
+        are dropped first and safely, since events that old are refused anyway.
     clock
         Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
     """
@@ -87,10 +111,13 @@ class Pipeline:
         dedupe_window: int = 1_000_000,
         unknown_items: Literal["accept", "reject"] = "accept",
         served_lists: int = 10_000,
+        forgotten_users_max: int = 1_000_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if unknown_items not in ("accept", "reject"):
             raise ValueError(f"unknown_items must be 'accept' or 'reject', not {unknown_items!r}")
+        if forgotten_users_max < 1:
+            raise ValueError(f"forgotten_users_max must be >= 1, not {forgotten_users_max}")
         self.engine = engine
         self.max_event_bytes = max_event_bytes
         self.max_event_future = max_event_future
@@ -98,6 +125,7 @@ class Pipeline:
         self.dedupe_window = dedupe_window
         self.unknown_items = unknown_items
         self.served_lists = served_lists
+        self.forgotten_users_max = forgotten_users_max
         self.clock = clock
         #: Set by the worker once it has read the whole catalog (see ``unknown_items``).
         self.catalog_ready = False
@@ -107,6 +135,13 @@ class Pipeline:
         self._dirty: dict[str, None] = {}
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[Reason] = Counter()
+        #: user_id -> deletion time (epoch seconds), oldest deletion first: their
+        #: events that occurred at or before it are refused as ``user_forgotten``.
+        #: Part of :meth:`snapshot`: a restart must not let old events resurrect a user.
+        self.forgotten: dict[str, float] = {}
+        self.deletions_applied = 0
+        self.forgotten_evicted = 0
+        self.tombstones_published = 0
         self.catalog_items = 0
         self.lists_published = 0
         self.lists_in_flight = 0
@@ -172,6 +207,15 @@ class Pipeline:
                 f"item {event.item_id!r} is not in the catalog",
                 "data.item_id",
             )
+        if self.forgotten:
+            forgotten_at = self.forgotten.get(event.user_id)
+            if forgotten_at is not None and event.timestamp <= forgotten_at:
+                return Rejection(
+                    Reason.USER_FORGOTTEN,
+                    f"the user was forgotten at {format_time(forgotten_at)} and this event "
+                    "occurred no later",
+                    "data.occurred_at",
+                )
         if event.event_id in self._recent_ids:
             return Rejection(Reason.DUPLICATE, f"event_id {event.event_id!r} was already learned")
         return event
@@ -219,6 +263,78 @@ class Pipeline:
         self.catalog_items += 1
         return outcome
 
+    def ingest_deletion(
+        self, raw: bytes | None, *, key: bytes | None
+    ) -> DeletionRequest | Rejection:
+        """Apply one message of the deletions topic (:meth:`forget`), or say why it was rejected.
+
+        A request dated further ahead of the worker's clock than ``max_event_future``
+        is refused (it would refuse the user's events until then). An old request is
+        applied, however old: forgetting is never refused for being late.
+        """
+        outcome = decode_deletion_request(raw, key=key, max_bytes=self.max_event_bytes)
+        if not isinstance(outcome, Rejection):
+            now = self.clock()
+            if outcome.requested_at > now + self.max_event_future:
+                outcome = Rejection(
+                    Reason.TIMESTAMP_IN_FUTURE,
+                    f"requested_at is {outcome.requested_at - now:.0f}s ahead of the worker's "
+                    f"clock (limit {self.max_event_future:.0f}s)",
+                    "data.requested_at",
+                )
+        if isinstance(outcome, Rejection):
+            self.rejected[outcome.reason] += 1
+            return outcome
+        request = outcome
+        failure = self._apply(lambda r: self.forget(r.user_id, at=r.requested_at), request)
+        return request if failure is None else failure
+
+    def forget(self, user_id: str, *, at: float) -> bool:
+        """Forget ``user_id`` as of ``at`` (epoch seconds); ``True`` if the engine knew them.
+
+        - The engine drops the user's state and factors (:meth:`Engine.forget_user`):
+          everything learned so far, including events after ``at`` that arrived first.
+        - No list is published for them from what was learned before (they leave
+          the publish queue; :meth:`recommend` refuses a list until they are back).
+        - Their events that occurred at or before ``at`` are refused from now on as
+          ``user_forgotten``: a replay cannot bring the user back. Events that
+          occurred after ``at`` are new activity and are learned as usual.
+
+        Idempotent: forgetting again changes nothing but may move the deletion time
+        later (never earlier). The caller publishes the tombstone of the user's list.
+        """
+        found = self.engine.forget_user(user_id)
+        self._dirty.pop(user_id, None)
+        previous = self.forgotten.pop(user_id, None)  # re-inserted: newest deletion last
+        self.forgotten[user_id] = at if previous is None else max(previous, at)
+        self._bound_forgotten()
+        self.deletions_applied += 1
+        return found
+
+    def _bound_forgotten(self) -> None:
+        """Drop deletions too old to matter, then the oldest ones past the cap."""
+        if self.max_event_age:
+            horizon = self.clock() - self.max_event_age
+            # events at or before such a deletion are refused as too old anyway;
+            # stops at the first recent one (memory order, so a conservative sweep)
+            while self.forgotten:
+                oldest, at = next(iter(self.forgotten.items()))
+                if at >= horizon:
+                    break
+                del self.forgotten[oldest]
+        while len(self.forgotten) > self.forgotten_users_max:
+            del self.forgotten[next(iter(self.forgotten))]
+            self.forgotten_evicted += 1
+            logger.warning(
+                "over %d forgotten users: the oldest deletion is no longer enforced "
+                "(that user's old events would be learned if replayed)",
+                self.forgotten_users_max,
+            )
+
+    def wants_list(self, user_id: str) -> bool:
+        """Whether a list may be published for ``user_id``: not forgotten, or back since."""
+        return user_id not in self.forgotten or self.engine.known_user(user_id)
+
     def _apply(self, update: Callable[[Any], None], value: Any) -> Rejection | None:
         """Run an engine update; an exception becomes a dead letter instead of a crashed agent.
 
@@ -247,9 +363,13 @@ class Pipeline:
 
     def mark_dirty(self, user_id: str) -> None:
         """Ask for a fresh list for ``user_id`` (e.g. after a failed publish)."""
-        self._dirty[user_id] = None
+        if self.wants_list(user_id):
+            self._dirty[user_id] = None
 
-    def recommend(self, user_id: str) -> RecommendationList:
+    def recommend(self, user_id: str) -> RecommendationList | None:
+        """A fresh list for ``user_id``; ``None`` if they were forgotten since being queued."""
+        if not self.wants_list(user_id):
+            return None
         recommendations = self.engine.recommend(user_id, now=self.clock())
         self.lists_published += 1
         return recommendations
@@ -275,6 +395,10 @@ class Pipeline:
         "first_event_processed_at",
         "last_event_processed_at",
         "positions",
+        "forgotten",
+        "deletions_applied",
+        "forgotten_evicted",
+        "tombstones_published",
     )
 
     def snapshot(self) -> bytes:
@@ -361,6 +485,10 @@ class Pipeline:
             "recently_published_users": list(reversed(self._recent_users)),
             "users_waiting_for_a_list": len(self._dirty),
             "lists_in_flight": self.lists_in_flight,
+            "deletions_applied": self.deletions_applied,
+            "users_forgotten": len(self.forgotten),
+            "forgotten_evicted": self.forgotten_evicted,
+            "tombstones_published": self.tombstones_published,
             "first_event_processed_at": self.first_event_processed_at,
             "last_event_processed_at": self.last_event_processed_at,
         }

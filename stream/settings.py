@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="reject: events for items the catalog never announced (or withdrew) are "
         "dead-lettered as unknown_item, once this worker has read the whole catalog.",
     )
+    forgotten_users_max: int = Field(
+        1_000_000,
+        ge=1,
+        description="Forgotten users remembered with their deletion time, so their old events "
+        "are refused; past this the oldest deletion is no longer enforced.",
+    )
     row_size: int = Field(10, ge=1, le=100, description="Items per row in published lists.")
     served_lists: int = Field(
         10_000, ge=0, description="Latest published lists kept in memory for the HTTP API."

@@ -30,7 +30,11 @@ REPLAYS = TopicSpec("replays")
 CATALOG = TopicSpec("catalog", compacted=True)
 RECOMMENDATIONS = TopicSpec("recommendations", compacted=True)
 DEAD_LETTERS = TopicSpec("dead-letters")
-ALL_TOPICS = (PLAYS, SKIPS, REPLAYS, CATALOG, RECOMMENDATIONS, DEAD_LETTERS)
+#: Deletion requests, key = user_id, as many partitions as the event topics: Faust
+#: assigns co-partitioned topics alike, so the worker that owns a user's events
+#: applies their deletion.
+DELETIONS = TopicSpec("deletions")
+ALL_TOPICS = (PLAYS, SKIPS, REPLAYS, CATALOG, RECOMMENDATIONS, DEAD_LETTERS, DELETIONS)
 EVENT_TOPICS = {EventType.PLAY: PLAYS, EventType.SKIP: SKIPS, EventType.REPLAY: REPLAYS}
 
 
@@ -52,6 +56,7 @@ replays_topic = _declare(REPLAYS, _settings)
 catalog_topic = _declare(CATALOG, _settings)
 recommendations_topic = _declare(RECOMMENDATIONS, _settings)
 dead_letters_topic = _declare(DEAD_LETTERS, _settings)
+deletions_topic = _declare(DELETIONS, _settings)
 
 #: event type -> the Faust topic that carries it
 EVENT_TYPE_TOPICS = {

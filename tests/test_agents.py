@@ -12,6 +12,7 @@ import pytest
 from faust.types import TP
 
 import agents
+from agents.forget_users import forget_users
 from agents.learn_from_interactions import learn_from_interactions
 from agents.publish_recommendations import publish_dirty_lists
 from agents.track_catalog import track_catalog
@@ -20,6 +21,7 @@ from stream.contracts import decode_recommendation_list, format_time
 from stream.topics import (
     catalog_topic,
     dead_letters_topic,
+    deletions_topic,
     plays_topic,
     recommendations_topic,
     skips_topic,
@@ -241,3 +243,61 @@ async def test_an_event_the_engine_failed_on_is_learned_when_replayed(pipeline, 
     await learn_from_interactions(*records(plays_topic, (b"u1", _play())))
     assert pipeline.engine.user_counts("u1")["play"] == 1
     assert len(_dead_letters(sent)) == 1
+
+
+def _deletion(user="u1", **extra) -> bytes:
+    return orjson.dumps({"user_id": user, "requested_at": format_time(time.time()), **extra})
+
+
+async def test_a_deletion_forgets_the_user_and_tombstones_their_list(pipeline, sent):
+    await learn_from_interactions(
+        *records(plays_topic, (b"u1", _play()), (b"u2", _play(user="u2")))
+    )
+    await forget_users(*records(deletions_topic, (b"u1", _deletion()), (b"u1", _deletion())))
+    assert pipeline.engine.user_counts("u1") is None
+    assert pipeline.engine.user_counts("u2")["play"] == 1
+    # one tombstone per applied request (idempotent: the second changes nothing else)
+    assert sent[recommendations_topic.get_topic_name()] == [(b"u1", None), (b"u1", None)]
+    stats = pipeline.stats()
+    assert (stats["deletions_applied"], stats["users_forgotten"]) == (2, 1)
+    assert stats["tombstones_published"] == 2
+    # the list u1 was waiting for is not published; u2's is
+    sent.clear()
+    assert await publish_dirty_lists() == 1
+    assert [key for key, _ in sent[recommendations_topic.get_topic_name()]] == [b"u2"]
+    # replaying u1's play (a new delivery of the same event) is refused
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play())))
+    assert [letter["reason"] for letter in _dead_letters(sent)] == ["user_forgotten"]
+    assert pipeline.engine.user_counts("u1") is None
+
+
+async def test_a_bad_deletion_request_is_a_dead_letter_and_no_tombstone(pipeline, sent):
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play())))
+    await forget_users(
+        *records(deletions_topic, (b"u1", b'{"user_id": "u1"}'), (b"u2", _deletion()))
+    )
+    letters = _dead_letters(sent)
+    assert [(letter["reason"], letter["field"], letter["topic"]) for letter in letters] == [
+        ("schema_violation", "data.requested_at", deletions_topic.get_topic_name()),
+        ("key_mismatch", "data.user_id", deletions_topic.get_topic_name()),
+    ]
+    assert recommendations_topic.get_topic_name() not in sent
+    assert pipeline.engine.user_counts("u1")["play"] == 1
+
+
+async def test_a_user_forgotten_during_a_publish_tick_gets_no_list(pipeline, sent, monkeypatch):
+    await learn_from_interactions(
+        *records(plays_topic, (b"u1", _play()), (b"u2", _play(user="u2")))
+    )
+    real_send = app.producer.send
+
+    async def send_then_forget(topic, key, value, *rest):
+        # the deletion agent runs while the tick awaits u1's send
+        if key == b"u1":
+            pipeline.forget("u2", at=time.time())
+        return await real_send(topic, key, value, *rest)
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=send_then_forget))
+    assert await publish_dirty_lists() == 1
+    assert [key for key, _ in sent[recommendations_topic.get_topic_name()]] == [b"u1"]
+    assert pipeline.stats()["lists_in_flight"] == 0

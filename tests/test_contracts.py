@@ -184,3 +184,27 @@ def test_catalog_item_needs_its_key_and_a_real_date():
         orjson.dumps({**doc, "release_date": "2026-02-30"}), key=doc["item_id"].encode()
     )
     assert isinstance(bad_date, Rejection) and bad_date.reason == "schema_violation"
+
+
+def test_deletion_request_round_trips_and_needs_its_key():
+    doc = contracts.load_schema(contracts.DELETION_REQUEST_SCHEMA)["examples"][1]
+    request = contracts.decode_deletion_request(orjson.dumps(doc), key=b"u-7")
+    assert (request.user_id, request.request_id, request.reason) == (
+        "u-7",
+        "del-8c1f",
+        "account_closed",
+    )
+    assert request.requested_at == datetime(2026, 11, 22, 18, 0, tzinfo=UTC).timestamp()
+    again = contracts.decode_deletion_request(
+        contracts.encode_deletion_request(request), key=b"u-7"
+    )
+    assert again == request
+    for key, reason in [(b"u-8", "key_mismatch"), (None, "missing_key"), (b"", "missing_key")]:
+        outcome = contracts.decode_deletion_request(orjson.dumps(doc), key=key)
+        assert isinstance(outcome, Rejection)
+        assert (outcome.reason, outcome.field) == (reason, "data.user_id")
+    naive = contracts.decode_deletion_request(
+        orjson.dumps({**doc, "requested_at": "2026-11-22T19:00:00"}), key=b"u-7"
+    )
+    assert (naive.reason, naive.field) == ("schema_violation", "data.requested_at")
+    assert contracts.decode_deletion_request(None, key=b"u-7").reason == "tombstone"
