@@ -15,8 +15,10 @@ from typing import Any
 
 from stream.contracts import Rejection, encode_dead_letter
 from stream.engine import Engine, EngineConfig
+from stream.experiments import Experiment
 from stream.pipeline import Pipeline
 from stream.settings import get_settings
+from stream.wrapped import ListeningHistory
 
 
 @functools.cache
@@ -31,6 +33,8 @@ def worker_pipeline() -> Pipeline:
         max_event_age=settings.max_event_age_seconds,
         dedupe_window=settings.dedupe_window,
         unknown_items=settings.unknown_items,
+        experiment=Experiment(settings.experiment_id, settings.holdout_share),
+        history=ListeningHistory(settings.wrapped_months, settings.wrapped_max_entries),
     )
 
 

@@ -30,7 +30,20 @@ REPLAYS = TopicSpec("replays")
 CATALOG = TopicSpec("catalog", compacted=True)
 RECOMMENDATIONS = TopicSpec("recommendations", compacted=True)
 DEAD_LETTERS = TopicSpec("dead-letters")
-ALL_TOPICS = (PLAYS, SKIPS, REPLAYS, CATALOG, RECOMMENDATIONS, DEAD_LETTERS)
+CURATION = TopicSpec("curation", compacted=True)
+WRAPPED_REQUESTS = TopicSpec("wrapped-requests")
+WRAPPED = TopicSpec("wrapped")
+ALL_TOPICS = (
+    PLAYS,
+    SKIPS,
+    REPLAYS,
+    CATALOG,
+    RECOMMENDATIONS,
+    DEAD_LETTERS,
+    CURATION,
+    WRAPPED_REQUESTS,
+    WRAPPED,
+)
 EVENT_TOPICS = {EventType.PLAY: PLAYS, EventType.SKIP: SKIPS, EventType.REPLAY: REPLAYS}
 
 
@@ -52,6 +65,10 @@ replays_topic = _declare(REPLAYS, _settings)
 catalog_topic = _declare(CATALOG, _settings)
 recommendations_topic = _declare(RECOMMENDATIONS, _settings)
 dead_letters_topic = _declare(DEAD_LETTERS, _settings)
+# curation is not declared for Faust: every worker reads all of it with its own
+# group-less consumer (agents/apply_curation_rules.py)
+wrapped_requests_topic = _declare(WRAPPED_REQUESTS, _settings)
+wrapped_topic = _declare(WRAPPED, _settings)
 
 #: event type -> the Faust topic that carries it
 EVENT_TYPE_TOPICS = {
