@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from agents import send_dead_letter, worker_pipeline
 from stream.app import app
@@ -26,27 +26,16 @@ from stream.topics import CURATION
 logger = logging.getLogger(__name__)
 
 
-async def _assigned_consumer(name: str) -> AIOKafkaConsumer:
-    settings = get_settings()
+async def _started_consumer(name: str) -> AIOKafkaConsumer:
+    """Without a group, aiokafka assigns every partition of the subscribed topic to us."""
     consumer = AIOKafkaConsumer(
-        **settings.aiokafka_options(),
+        name,
+        **get_settings().aiokafka_options(),
         group_id=None,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset="earliest",  # no committed offsets: the whole compacted log
     )
     await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(name)
-        while not partitions:
-            await consumer.topics()  # refreshes metadata
-            partitions = consumer.partitions_for_topic(name)
-            if not partitions:
-                await asyncio.sleep(0.5)
-        consumer.assign([TopicPartition(name, partition) for partition in sorted(partitions)])
-        await consumer.seek_to_beginning()
-    except BaseException:
-        await consumer.stop()
-        raise
     return consumer
 
 
@@ -54,9 +43,10 @@ async def _assigned_consumer(name: str) -> AIOKafkaConsumer:
 async def apply_curation_rules() -> None:
     pipeline = worker_pipeline()
     name = get_settings().topic_name(CURATION.base_name)
+    logger.info("reading curation rules from every partition of %s", name)
     while True:
         try:
-            consumer = await _assigned_consumer(name)
+            consumer = await _started_consumer(name)
             try:
                 while True:
                     batches = await consumer.getmany(timeout_ms=200, max_records=1000)
