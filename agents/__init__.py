@@ -16,9 +16,11 @@ from typing import Any
 from stream.checkpoint import Checkpointer
 from stream.contracts import Rejection, encode_dead_letter
 from stream.engine import Engine, EngineConfig
+from stream.experiments import Experiment
 from stream.metrics import PartitionProgress, WorkerMetrics
 from stream.pipeline import Pipeline
 from stream.settings import get_settings
+from stream.wrapped import ListeningHistory
 
 
 @functools.cache
@@ -35,6 +37,8 @@ def worker_pipeline() -> Pipeline:
         unknown_items=settings.unknown_items,
         served_lists=settings.served_lists,
         forgotten_users_max=settings.forgotten_users_max,
+        experiment=Experiment(settings.experiment_id, settings.holdout_share),
+        history=ListeningHistory(settings.wrapped_months, settings.wrapped_max_entries),
     )
 
 

@@ -270,6 +270,160 @@ def simulate_command(
     console.print(f"published {counts}")
 
 
+# --------------------------------------------------------------------------- closed loop
+
+
+async def _closed_loop(
+    world: Any, warmup_events: int, rounds: int, round_pause: float, seed: int
+) -> tuple[Any, dict | None]:
+    """Warm the worker up, then let each simulated user pick from their lists, round by round."""
+    import numpy as np
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from stream.closed_loop import ArmTally, pick_from_list
+    from stream.contracts import decode_recommendation_list, encode_interaction
+    from stream.topics import EVENT_TOPICS, RECOMMENDATIONS
+
+    settings = await _checked_settings()
+    counts, _ = await _publish_simulation(world, warmup_events, 0.0, live_time=True, log_path=None)
+    console.print(f"warm-up published {counts}")
+    consumer = AIOKafkaConsumer(
+        settings.topic_name(RECOMMENDATIONS.base_name),
+        **settings.aiokafka_options(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(**settings.aiokafka_options(), linger_ms=5, acks="all")
+    await consumer.start()
+    await producer.start()
+    known = set(world.user_ids)
+    latest: dict[str, Any] = {}
+
+    async def drain(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=100)
+            for batch in batches.values():
+                for record in batch:
+                    if record.value is None:
+                        continue
+                    rec = decode_recommendation_list(record.value)
+                    if rec.user_id in known:
+                        latest[rec.user_id] = rec
+
+    try:
+        # lists for the warm-up's users: until no new user shows up for 3 s (at most 120 s)
+        started, seen = time.monotonic(), -1
+        while len(latest) != seen and time.monotonic() - started < 120:
+            seen = len(latest)
+            await drain(3.0)
+        console.print(f"lists for {len(latest)} of {len(known)} users")
+        rng = np.random.default_rng(seed)
+        devices = {profile.user_id: profile.device for profile in world.users}
+        run_id = uuid.uuid4().hex[:8]
+        tally = ArmTally()
+        for round_number in range(rounds):
+            for user_id in sorted(latest):
+                rec = latest[user_id]
+                picked = pick_from_list(world, rec, rng)
+                if picked is None:
+                    continue
+                item_id, source = picked
+                event = world.respond(
+                    user_id, item_id, now=time.time(), device=devices[user_id], source=source
+                )
+                event = dataclasses.replace(event, event_id=f"{run_id}-{event.event_id}")
+                topic = settings.topic_name(EVENT_TOPICS[event.type].base_name)
+                await producer.send(topic, encode_interaction(event), key=user_id.encode())
+                tally.add(rec.arm, event)
+            await producer.flush()
+            console.print(f"round {round_number + 1}/{rounds}: {dict(tally.picks)} picks")
+            await drain(round_pause)  # the worker learns and republishes
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    worker_stats = None
+    try:
+        import urllib.request
+
+        url = f"http://127.0.0.1:{settings.web_port}/stats/"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our worker
+            worker_stats = orjson.loads(response.read()).get("experiment")
+    except OSError:
+        pass
+    return tally, worker_stats
+
+
+@click.command("closed-loop")
+@_option("--users", env="ENCORE_SIM_USERS", default=400, help="Simulated users.")
+@_option("--items", env="ENCORE_SIM_ITEMS", default=2000, help="Catalog size.")
+@_option("--seed", env="ENCORE_SIM_SEED", default=0, help="Seed of the world and of the picks.")
+@_option(
+    "--warmup-events",
+    env="ENCORE_SIM_WARMUP_EVENTS",
+    default=20_000,
+    help="Background events published first, so the engine knows the users.",
+)
+@_option("--rounds", env="ENCORE_SIM_ROUNDS", default=10, help="Picks per user.")
+@_option(
+    "--round-pause",
+    env="ENCORE_SIM_ROUND_PAUSE",
+    default=1.0,
+    help="Seconds between rounds, for the worker to republish lists.",
+)
+@_option("--json", "as_json", env="ENCORE_SIM_JSON", is_flag=True, default=False)
+def closed_loop_command(
+    users: int,
+    items: int,
+    seed: int,
+    warmup_events: int,
+    rounds: int,
+    round_pause: float,
+    as_json: bool,
+) -> None:
+    """Closed loop against a running worker: simulated users pick from their published lists.
+
+    Each pick (true taste x position bias) is answered by the world with a play or a
+    skip carrying source = the list, row and slot; play-through rates are printed per
+    experiment arm (set ENCORE_HOLDOUT_SHARE on the worker). Use a fresh
+    ENCORE_TOPIC_PREFIX, or earlier runs' lists and events mix in.
+    """
+    from rich.table import Table
+
+    world = _build_world(users, items, seed, live=True)
+    tally, worker_stats = asyncio.run(_closed_loop(world, warmup_events, rounds, round_pause, seed))
+    result = {"arms": tally.as_dict(), "lift": tally.lift(), "worker": worker_stats}
+    if as_json:
+        out.print_json(orjson.dumps(result).decode())
+        return
+    table = Table(title="closed loop: simulated users' responses to their lists")
+    for column in ("arm", "users", "picks", "plays", "skips", "play-through", "skip rate"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm, row in result["arms"].items():
+        table.add_row(
+            arm,
+            str(row["users"]),
+            str(row["picks"]),
+            str(row["plays"]),
+            str(row["skips"]),
+            f"{row['play_through_rate']:.3f}",
+            f"{row['skip_rate']:.3f}",
+        )
+    out.print(table)
+    lift = result["lift"]
+    out.print(
+        "play-through lift, personalised over holdout: "
+        + ("n/a (an arm is empty)" if lift is None else f"{lift:+.1%}")
+    )
+    if worker_stats:
+        for arm, row in worker_stats.get("arms", {}).items():
+            out.print(
+                f"worker's count, {arm}: {row['attributed_events']} attributed events, "
+                f"play-through {row['play_through_rate']}, skip rate {row['skip_rate']}"
+            )
+
+
 # --------------------------------------------------------------------------- tail
 
 
@@ -577,6 +731,7 @@ def register_commands() -> None:
         kafka_group,
         topics_command,
         simulate_command,
+        closed_loop_command,
         tail_command,
         evaluate_command,
         demo_command,

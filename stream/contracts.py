@@ -46,12 +46,18 @@ CATALOG_ITEM_SCHEMA: Final = "catalog-item"
 RECOMMENDATION_LIST_SCHEMA: Final = "recommendation-list"
 DEAD_LETTER_SCHEMA: Final = "dead-letter"
 DELETION_REQUEST_SCHEMA: Final = "deletion-request"
+CURATION_RULE_SCHEMA: Final = "curation-rule"
+WRAPPED_REQUEST_SCHEMA: Final = "wrapped-request"
+WRAPPED_SCHEMA: Final = "wrapped"
 ALL_SCHEMAS: Final = (
     INTERACTION_SCHEMA,
     CATALOG_ITEM_SCHEMA,
     RECOMMENDATION_LIST_SCHEMA,
     DEAD_LETTER_SCHEMA,
     DELETION_REQUEST_SCHEMA,
+    CURATION_RULE_SCHEMA,
+    WRAPPED_REQUEST_SCHEMA,
+    WRAPPED_SCHEMA,
 )
 
 #: Larger payloads are rejected before parsing (a real event is ~300 bytes).
@@ -370,7 +376,7 @@ def decode_catalog_item(
 
 
 def recommendation_list_to_wire(rec: RecommendationList) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "user_id": rec.user_id,
         "list_id": rec.list_id,
         "generated_at": format_time(rec.generated_at),
@@ -391,6 +397,9 @@ def recommendation_list_to_wire(rec: RecommendationList) -> dict[str, Any]:
             for row in rec.rows
         ],
     }
+    if rec.experiment is not None:
+        doc["experiment"] = rec.experiment
+    return doc
 
 
 def encode_recommendation_list(rec: RecommendationList) -> bytes:
@@ -413,6 +422,7 @@ def recommendation_list_from_wire(doc: dict[str, Any]) -> RecommendationList:
         ),
         arm=doc["arm"],
         model=doc["model"],
+        experiment=doc.get("experiment"),
         based_on_events=doc["based_on_events"],
         last_event_id=doc.get("last_event_id"),
         last_event_at=None if last_at is None else parse_time(last_at),
@@ -477,6 +487,36 @@ def decode_deletion_request(
         return deletion_request_from_wire(doc)
     except ValueError as error:
         return Rejection(Reason.SCHEMA_VIOLATION, str(error), "data.requested_at")
+
+
+# --------------------------------------------------------------------------- wrapped
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedRequest:
+    """Asks for ``user_id``'s Wrapped for ``period`` (``YYYY-MM`` or ``YYYY``)."""
+
+    user_id: str
+    period: str
+    top: int = 5
+    request_id: str | None = None
+
+
+def decode_wrapped_request(
+    raw: bytes | None, *, key: bytes | None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> WrappedRequest | Rejection:
+    """Decode and validate a request from ``wrapped-requests``; the key must be its user_id.
+
+    >>> decode_wrapped_request(b'{"user_id":"u1","period":"2026-11"}', key=b"u1")
+    WrappedRequest(user_id='u1', period='2026-11', top=5, request_id=None)
+    """
+    doc = decode_document(raw, WRAPPED_REQUEST_SCHEMA, max_bytes=max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    wrong_key = _check_key(key, doc["user_id"], "data.user_id")
+    if wrong_key is not None:
+        return wrong_key
+    return WrappedRequest(doc["user_id"], doc["period"], doc.get("top", 5), doc.get("request_id"))
 
 
 # --------------------------------------------------------------------------- dead letters

@@ -157,6 +157,8 @@ class RecommendationList:
     rows: tuple[Row, ...]
     arm: str = "personalised"
     model: str = "engine"
+    #: the experiment whose ``arm`` this is (``None``: lists from before experiments)
+    experiment: str | None = None
     based_on_events: int = 0
     last_event_id: str | None = None
     last_event_at: float | None = None

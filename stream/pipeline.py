@@ -32,6 +32,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import pickle
@@ -47,10 +48,13 @@ from stream.contracts import (
     decode_catalog_item,
     decode_deletion_request,
     decode_interaction,
+    decode_wrapped_request,
     format_time,
 )
+from stream.curation import CurationContext, Rule, RuleSet, decode_rule
 from stream.dedupe import RecentIds
 from stream.engine import Engine
+from stream.experiments import HOLDOUT, Experiment, ExperimentMetrics, holdout_list
 from stream.metrics import Freshness
 from stream.models import (
     CatalogItem,
@@ -59,6 +63,11 @@ from stream.models import (
     Interaction,
     RecommendationList,
 )
+from stream.wrapped import ListeningHistory
+
+#: The user id the holdout arm's popularity list is asked for: never a real user
+#: (the interaction schema requires a non-empty user_id).
+_NOBODY = ""
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +108,17 @@ class Pipeline:
         are dropped first and safely, since events that old are refused anyway.
     clock
         Wall clock for ``generated_at`` and decay at publish time (a fake in tests).
+    experiment
+        The holdout split; ``None`` = everyone personalised (experiment ``"none"``).
+    history
+        Per-user monthly counters for Wrapped; ``None`` = ``ListeningHistory()``.
+
+    Notes
+    -----
+    Editorial rules (:meth:`ingest_curation`) and the experiment arm are applied
+    in :meth:`recommend`, after the engine ranked: the engine never sees them.
+    A rule change marks every user with a published list whose segment it may
+    touch as dirty, so the next publishing tick republishes their lists.
     """
 
     def __init__(
@@ -113,6 +133,8 @@ class Pipeline:
         served_lists: int = 10_000,
         forgotten_users_max: int = 1_000_000,
         clock: Callable[[], float] = time.time,
+        experiment: Experiment | None = None,
+        history: ListeningHistory | None = None,
     ) -> None:
         if unknown_items not in ("accept", "reject"):
             raise ValueError(f"unknown_items must be 'accept' or 'reject', not {unknown_items!r}")
@@ -127,6 +149,18 @@ class Pipeline:
         self.served_lists = served_lists
         self.forgotten_users_max = forgotten_users_max
         self.clock = clock
+        self.experiment = experiment
+        self.history = history
+        self._experiment = experiment or Experiment("none", 0.0)
+        self._history = ListeningHistory() if history is None else history
+        self.rules = RuleSet()
+        self.metrics = ExperimentMetrics()
+        #: user_id -> (country, device) of the user's latest event (rule segments)
+        self._user_context: dict[str, tuple[str | None, str | None]] = {}
+        self.curation_messages = 0
+        self.curation_changed_at: float | None = None
+        self.users_dirtied_by_curation = 0
+        self.wrapped_answered = 0
         #: Set by the worker once it has read the whole catalog (see ``unknown_items``).
         self.catalog_ready = False
         self._catalog_ids: set[str] = set()  # announced and not withdrawn
@@ -180,6 +214,9 @@ class Pipeline:
         self.accepted[outcome.type.value] += 1
         self._dirty[outcome.user_id] = None
         self.freshness.accepted(outcome.user_id, produced_at)
+        self._user_context[outcome.user_id] = (outcome.country, outcome.device)
+        self._history.learn(outcome, self.catalog_entry(outcome.item_id))
+        self.metrics.on_event(outcome)
         self.last_event_processed_at = self.clock()
         if self.first_event_processed_at is None:
             self.first_event_processed_at = self.last_event_processed_at
@@ -366,13 +403,107 @@ class Pipeline:
         if self.wants_list(user_id):
             self._dirty[user_id] = None
 
+    def catalog_entry(self, item_id: str) -> CatalogItem | None:
+        """What the catalog says about ``item_id`` (``None`` if never announced)."""
+        items = self.engine.items
+        row = items.row(item_id)
+        return None if row is None else items.catalog[row]
+
     def recommend(self, user_id: str) -> RecommendationList | None:
-        """A fresh list for ``user_id``; ``None`` if they were forgotten since being queued."""
+        """The list to publish for ``user_id``: the arm's list, then editorial rules.
+
+        ``None`` if they were forgotten since being queued. Counted as published
+        (lists and per-arm metrics) when called.
+        """
         if not self.wants_list(user_id):
             return None
-        recommendations = self.engine.recommend(user_id, now=self.clock())
+        now = self.clock()
+        arm = self._experiment.arm(user_id)
+        if arm == HOLDOUT:
+            user = self.engine.users.get(user_id)
+            ids = self.engine.items.ids
+            recommendations = holdout_list(
+                self.engine.recommend(_NOBODY, now=now),
+                user_id=user_id,
+                seen=() if user is None else (ids[row] for row in user.seen),
+                based_on_events=0 if user is None else user.n_events,
+                last_event_id=None if user is None else user.last_event_id,
+                last_event_at=None if user is None else user.last_event_at,
+            )
+        else:
+            recommendations = self.engine.recommend(user_id, now=now)
+        recommendations = dataclasses.replace(
+            recommendations, arm=arm, experiment=self._experiment.experiment_id
+        )
+        if len(self.rules):
+            country, device = self._user_context.get(user_id, (None, None))
+            recommendations = self.rules.apply(
+                recommendations, CurationContext(country, device, self.catalog_entry)
+            )
+        self.metrics.on_list(recommendations)
         self.lists_published += 1
         return recommendations
+
+    # ------------------------------------------------------------------ curation
+    def ingest_curation(self, raw: bytes | None, *, key: bytes | None) -> Rule | str | Rejection:
+        """Apply one curation message: a rule (added or replaced), or a tombstone (removed id).
+
+        Users whose lists the change may alter are marked dirty.
+        """
+        self.curation_messages += 1
+        if raw is None:
+            if not key:
+                rejection = Rejection(
+                    Reason.MISSING_KEY, "a tombstone without a key removes nothing"
+                )
+                self.rejected[rejection.reason] += 1
+                return rejection
+            rule_id = key.decode("utf-8", "replace")
+            removed = self.rules.remove(rule_id)
+            if removed is not None:
+                self._rule_changed(removed)
+            return rule_id
+        outcome = decode_rule(raw, key=key, max_bytes=self.max_event_bytes)
+        if isinstance(outcome, Rejection):
+            self.rejected[outcome.reason] += 1
+            return outcome
+        previous = self.rules.upsert(outcome)
+        if previous is not None:
+            self._rule_changed(previous)
+        self._rule_changed(outcome)
+        return outcome
+
+    def _rule_changed(self, rule: Rule) -> None:
+        self.curation_changed_at = self.clock()
+        before = len(self._dirty)
+        for user_id in self.metrics.user_arms:  # users with a published list
+            country, device = self._user_context.get(user_id, (None, None))
+            if rule.applies_to(country, device):
+                self._dirty[user_id] = None
+        self.users_dirtied_by_curation += len(self._dirty) - before
+
+    # ------------------------------------------------------------------ wrapped
+    def wrapped(
+        self, user_id: str, period: str, *, top: int = 5, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """``user_id``'s Wrapped for ``period`` (``YYYY-MM`` or ``YYYY``), as the wire document
+        of ``schemas/wrapped.schema.json`` (JSON-ready). Raises ``ValueError`` on a bad period.
+        """
+        summary = self._history.summary(user_id, period, top=top)
+        return {"request_id": request_id, **summary, "generated_at": format_time(self.clock())}
+
+    def answer_wrapped_request(
+        self, raw: bytes | None, *, key: bytes | None
+    ) -> dict[str, Any] | Rejection:
+        """A request from ``wrapped-requests`` -> its Wrapped document, or why not."""
+        request = decode_wrapped_request(raw, key=key, max_bytes=self.max_event_bytes)
+        if isinstance(request, Rejection):
+            self.rejected[request.reason] += 1
+            return request
+        self.wrapped_answered += 1
+        return self.wrapped(
+            request.user_id, request.period, top=request.top, request_id=request.request_id
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def advance(self, topic: str, partition: int, next_offset: int) -> None:
@@ -399,6 +530,9 @@ class Pipeline:
         "deletions_applied",
         "forgotten_evicted",
         "tombstones_published",
+        "metrics",
+        "_history",
+        "_user_context",
     )
 
     def snapshot(self) -> bytes:
@@ -491,4 +625,20 @@ class Pipeline:
             "tombstones_published": self.tombstones_published,
             "first_event_processed_at": self.first_event_processed_at,
             "last_event_processed_at": self.last_event_processed_at,
+            "curation": {
+                "rules": len(self.rules),
+                "rules_by_action": self.rules.by_action(),
+                "messages": self.curation_messages,
+                "last_change_at": self.curation_changed_at,
+                "users_marked_dirty": self.users_dirtied_by_curation,
+            },
+            "experiment": {
+                "experiment_id": self._experiment.experiment_id,
+                "holdout_share": self._experiment.holdout_share,
+                **self.metrics.as_dict(),
+            },
+            "wrapped": {
+                "users": len(self._history.users),
+                "answered": self.wrapped_answered,
+            },
         }

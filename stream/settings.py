@@ -74,6 +74,25 @@ class Settings(BaseSettings):
         10_000, ge=0, description="Latest published lists kept in memory for the HTTP API."
     )
     seed: int = Field(0, description="Seed of the engine's random choices.")
+    # --- experiments, Wrapped
+    experiment_id: str = Field(
+        "holdout-1",
+        min_length=1,
+        max_length=64,
+        description="Salt of the stable user -> arm hash; published on every list.",
+    )
+    holdout_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of users in the holdout arm (non-personalised popularity lists).",
+    )
+    wrapped_months: int = Field(
+        13, ge=1, le=120, description="Months of per-user listening counters kept for Wrapped."
+    )
+    wrapped_max_entries: int = Field(
+        200, ge=1, description="Distinct items, artists, genres counted per user and month."
+    )
     # --- worker
     data_dir: Path = Field(
         Path(".encore/data"), description="Worker state: checkpoints and Faust's data dir."

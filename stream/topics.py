@@ -34,7 +34,21 @@ DEAD_LETTERS = TopicSpec("dead-letters")
 #: assigns co-partitioned topics alike, so the worker that owns a user's events
 #: applies their deletion.
 DELETIONS = TopicSpec("deletions")
-ALL_TOPICS = (PLAYS, SKIPS, REPLAYS, CATALOG, RECOMMENDATIONS, DEAD_LETTERS, DELETIONS)
+CURATION = TopicSpec("curation", compacted=True)
+WRAPPED_REQUESTS = TopicSpec("wrapped-requests")
+WRAPPED = TopicSpec("wrapped")
+ALL_TOPICS = (
+    PLAYS,
+    SKIPS,
+    REPLAYS,
+    CATALOG,
+    RECOMMENDATIONS,
+    DEAD_LETTERS,
+    DELETIONS,
+    CURATION,
+    WRAPPED_REQUESTS,
+    WRAPPED,
+)
 EVENT_TOPICS = {EventType.PLAY: PLAYS, EventType.SKIP: SKIPS, EventType.REPLAY: REPLAYS}
 
 
@@ -57,6 +71,10 @@ catalog_topic = _declare(CATALOG, _settings)
 recommendations_topic = _declare(RECOMMENDATIONS, _settings)
 dead_letters_topic = _declare(DEAD_LETTERS, _settings)
 deletions_topic = _declare(DELETIONS, _settings)
+# curation is not declared for Faust: every worker reads all of it with its own
+# group-less consumer (agents/apply_curation_rules.py)
+wrapped_requests_topic = _declare(WRAPPED_REQUESTS, _settings)
+wrapped_topic = _declare(WRAPPED, _settings)
 
 #: event type -> the Faust topic that carries it
 EVENT_TYPE_TOPICS = {

@@ -23,6 +23,7 @@ def _command_env_vars() -> set[str]:
         commands.kafka_group,
         commands.topics_command,
         commands.simulate_command,
+        commands.closed_loop_command,
         commands.tail_command,
         commands.evaluate_command,
         commands.demo_command,
