@@ -250,8 +250,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return
         await self.wait_empty()
         try:
-            positions = checkpointer.write_now()
-            await self.commit_positions(positions)
+            positions = await checkpointer.write()
+            if positions is not None:
+                await self.commit_positions(positions)
         except Exception as error:  # noqa: BLE001 - the last checkpoint still holds
             self.log.warning("checkpoint before stop/revoke failed: %r", error)
 

@@ -34,6 +34,7 @@ This module has no Faust import: the worker's glue is in ``agents`` and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -168,20 +169,22 @@ class Checkpointer:
         """Time for the next checkpoint, and none is being written."""
         return self._writer is None and self.clock() - self._last_started >= self.interval
 
-    def start(self) -> None:
+    def start(self) -> Positions | None:
         """Begin writing a checkpoint of the state as it is now, in a child process.
 
         Call it only between records: the positions are copied now and must
-        describe exactly the state the child sees.
+        describe exactly the state the child sees. Returns the positions when the
+        checkpoint was written at once (no ``os.fork``); else :meth:`poll` will.
         """
         if self._writer is not None:
             raise RuntimeError("a checkpoint is already being written")
         positions = dict(self.pipeline.positions)
         self._last_started = self.clock()
         if not hasattr(os, "fork"):
-            self._write(self.pipeline.snapshot())
-            self._finished(positions, time.perf_counter())
-            return
+            started = time.perf_counter()
+            with _gc_paused():
+                self._write(self.pipeline.snapshot())
+            return self._finished(positions, started)
         started = time.perf_counter()
         parent = os.getpid()
         pid = os.fork()
@@ -197,6 +200,7 @@ class Checkpointer:
             finally:
                 os._exit(code)
         self._writer = _Writer(pid, positions, started)
+        return None
 
     def poll(self) -> Positions | None:
         """The positions of a checkpoint that has just been written, else ``None``."""
@@ -225,6 +229,24 @@ class Checkpointer:
             logger.error("checkpoint writer %d failed (status %d)", writer.pid, status)
             return None
         return self._finished(writer.positions, writer.started)
+
+    async def write(self, poll_seconds: float = 0.02) -> Positions | None:
+        """Write a checkpoint of the state as it is now and wait for it, without
+        blocking the event loop (heartbeats go on during a long write).
+
+        For stop and partition revocation. ``None`` if the writer failed.
+        """
+        while self._writer is not None:  # one started earlier: let it finish first
+            if self.poll() is None and self._writer is not None:
+                await asyncio.sleep(poll_seconds)
+        written = self.start()
+        if written is not None:
+            return written
+        while True:
+            positions = self.poll()
+            if positions is not None or self._writer is None:
+                return positions
+            await asyncio.sleep(poll_seconds)
 
     def write_now(self) -> Positions:
         """Write a checkpoint synchronously (on shutdown and partition revocation)."""
