@@ -65,7 +65,7 @@ from stream.engine.kernels import lookup, top_picks_score, unseen_candidates
 from stream.engine.popularity import Popularity, top_rows
 from stream.engine.signals import event_weight, hour_bucket, normalise_device
 from stream.engine.skip_model import SkipModel
-from stream.engine.state import ItemIndex, UserState
+from stream.engine.state import ItemIndex, UserState, copied
 from stream.engine.taste import TasteProfile
 from stream.models import (
     CatalogItem,
@@ -421,7 +421,7 @@ class Engine:
         """
         size = len(self.items)
         found = self.factors.scores_and_top(
-            user_id, size, self.items.penalty, np.frombuffer(user.seen, dtype=np.int32), k
+            user_id, size, self.items.penalty, copied(user.seen, np.int32), k
         )
         if found is None:
             return None, np.zeros(0, dtype=np.int64)
@@ -478,7 +478,7 @@ class Engine:
         if artists:
             sources.append(np.asarray(artists, dtype=np.int64))
         sources.extend(self._genre_candidates(user))
-        seen = np.frombuffer(user.seen, dtype=np.int32)
+        seen = copied(user.seen, np.int32)
         rows = unseen_candidates(np.sort(np.concatenate(sources)), seen, self.items.active)
         # Candidates' co-occurrence from the (sorted) co-occurrence candidates.
         cooc = lookup(rows, cooc_rows, cooc_values)

@@ -28,7 +28,7 @@ import numpy as np
 from stream.engine import kernels
 from stream.engine.kernels import N_ITEM_FEATURES, item_matrix
 from stream.engine.signals import context_features
-from stream.engine.state import UserState
+from stream.engine.state import UserState, copied
 
 if TYPE_CHECKING:
     from stream.engine.engine import Engine
@@ -148,8 +148,8 @@ def event_features(
         user.n_recent,
         engine.config.cooc_window,
         RECENT_SKIP_WINDOW,
-        user.seen,
-        user.seen_outcome,
+        copied(user.seen, np.int32),  # grows: see copied()
+        copied(user.seen_outcome, np.int8),
         cooccurrence.neighbour_rows,
         cooccurrence.strengths,
         cooccurrence.counts,
@@ -222,10 +222,10 @@ def _item_and_taste_inputs(
         now,
         items.artist_of,
         items.genres_of,
-        np.frombuffer(user.artist_keys, dtype=np.int32),
-        np.frombuffer(user.artist_values, dtype=np.float32),
-        np.frombuffer(user.genre_keys, dtype=np.int32),
-        np.frombuffer(user.genre_values, dtype=np.float32),
+        copied(user.artist_keys, np.int32),
+        copied(user.artist_values, np.float32),
+        copied(user.genre_keys, np.int32),
+        copied(user.genre_values, np.float32),
         len(items.artists),
         len(items.genres),
     )

@@ -47,6 +47,20 @@ def grown(array: np.ndarray, size: int, fill: float | int | bool = 0) -> np.ndar
     return bigger
 
 
+def copied(values: array, dtype: type) -> np.ndarray:
+    """A numpy copy of an ``array.array`` of a user's state, for compiled kernels.
+
+    Not a view (``np.frombuffer``): while any view lives, the ``array.array``
+    cannot grow ("BufferError: cannot resize an array that is exporting
+    buffers"), and a compiled call may keep its arguments alive longer than the
+    call (numba's first compilation of a kernel does). The arrays are short.
+
+    >>> copied(array("i", [3, 1]), np.int32).tolist()
+    [3, 1]
+    """
+    return np.array(values, dtype=dtype)
+
+
 def forward_decay(
     origin: float | None, at: float, half_life: float, limit: float = _MAX_EXPONENT
 ) -> tuple[float, float, float]:

@@ -30,7 +30,7 @@ from array import array
 import numpy as np
 
 from stream.engine import kernels
-from stream.engine.state import ItemIndex, UserState, decay_scale, forward_decay
+from stream.engine.state import ItemIndex, UserState, copied, decay_scale, forward_decay
 
 #: Affinities are float32: move the decay origin well before 2 ** exponent overflows them.
 _MAX_EXPONENT = 40.0
@@ -255,10 +255,10 @@ class TasteProfile:
             np.asarray(rows, dtype=np.int64),
             items.artist_of,
             items.genres_of,
-            np.frombuffer(user.artist_keys, dtype=np.int32),
-            np.frombuffer(user.artist_values, dtype=np.float32),
-            np.frombuffer(user.genre_keys, dtype=np.int32),
-            np.frombuffer(user.genre_values, dtype=np.float32),
+            copied(user.artist_keys, np.int32),
+            copied(user.artist_values, np.float32),
+            copied(user.genre_keys, np.int32),
+            copied(user.genre_values, np.float32),
             len(items.artists),
             len(items.genres),
             1.0 / self.total(user),
