@@ -9,6 +9,7 @@ from unittest.mock import AsyncMock
 
 import orjson
 import pytest
+from faust.exceptions import ProducerSendError
 from faust.types import TP
 
 import agents
@@ -151,6 +152,32 @@ async def test_a_failed_delivery_leaves_the_user_waiting_for_the_next_tick(
     monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=failing_send))
     assert await publish_dirty_lists() == 0
     assert pipeline.take_dirty() == ["u1"]
+
+
+async def test_a_list_the_producer_refuses_ends_the_tick_and_every_user_waits_for_the_next(
+    pipeline, sent, monkeypatch
+):
+    # Faust's producer raises from send() itself when its buffer stayed full for
+    # producer_request_timeout (a broker down that long); a timer that raises
+    # crashes the worker.
+    await learn_from_interactions(
+        *records(plays_topic, *[(f"u{n}".encode(), _play(user=f"u{n}")) for n in range(5)])
+    )
+    accepted = []
+
+    async def send_then_refuse(topic, key, value, *args):
+        if len(accepted) == 2:
+            raise ProducerSendError("Error while sending: KafkaTimeoutError()")
+        accepted.append(key)
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=send_then_refuse))
+    assert await publish_dirty_lists() == 2
+    assert app.producer.send.await_count == 3, "no send after the refusal"
+    assert pipeline.take_dirty() == ["u2", "u3", "u4"]
+    assert pipeline.lists_in_flight == 0
 
 
 async def test_publishing_stops_at_its_budget_and_keeps_the_rest_for_later(pipeline, sent):
