@@ -9,6 +9,7 @@ from unittest.mock import AsyncMock
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaTimeoutError, RecordTooLargeError
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 
@@ -108,6 +109,50 @@ async def test_bad_messages_become_one_dead_letter_each_and_the_rest_is_learned(
     ]
     assert [letter["offset"] for letter in letters] == [0, 1, 3]
     assert pipeline.engine.user_counts("u1")["play"] == 1
+
+
+async def test_a_dead_letter_the_broker_never_took_is_sent_again_until_it_is(
+    pipeline, sent, monkeypatch
+):
+    # a broker away for longer than producer_request_timeout: send() refuses, then
+    # the batch expires; neither may stop the worker or lose the dead letter
+    failures = [
+        ProducerSendError("Error while sending: KafkaTimeoutError()"),
+        KafkaTimeoutError("Batch for TopicPartition(...) made no progress"),
+    ]
+    fixture_send = app.producer.send.side_effect
+
+    async def flaky_send(topic, key, value, *args):
+        if failures and isinstance(failures[0], ProducerSendError):
+            failure = failures.pop(0)
+            failure.__cause__ = KafkaTimeoutError()
+            raise failure
+        if failures:
+            expired = asyncio.get_running_loop().create_future()
+            expired.set_exception(failures.pop(0))
+            return expired
+        return await fixture_send(topic, key, value, *args)
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=flaky_send))
+    tp, batch = records(plays_topic, (b"u1", b"not json"), (b"u1", _play()))
+    await learn_from_interactions(tp, batch)
+    assert app.producer.send.await_count == 3
+    assert [letter["reason"] for letter in _dead_letters(sent)] == ["invalid_json"]
+    assert pipeline.engine.user_counts("u1")["play"] == 1
+
+
+async def test_a_dead_letter_the_broker_refuses_for_good_stops_the_handler(
+    pipeline, sent, monkeypatch
+):
+    async def too_large(*args):
+        refused = asyncio.get_running_loop().create_future()
+        refused.set_exception(RecordTooLargeError())
+        return refused
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=too_large))
+    with pytest.raises(RecordTooLargeError):
+        await learn_from_interactions(*records(plays_topic, (b"u1", b"not json")))
+    assert app.producer.send.await_count == 1, "not sent again"
 
 
 async def test_the_skips_topic_expects_skips(pipeline, sent):
