@@ -233,11 +233,23 @@ async def _wait_for(condition, timeout: float) -> float:
     return time.monotonic()
 
 
-@pytest.mark.parametrize("how", ["stop", "kill"])
+@pytest.mark.parametrize(
+    ("how", "producer_timeout"),
+    [
+        ("stop", None),
+        ("kill", None),
+        # the worker's producer gives up during the outage: lists that were in flight
+        # fail and their users are re-marked dirty (Faust reads this variable itself)
+        ("kill", "5"),
+    ],
+    ids=["stop", "kill", "kill-producer-times-out"],
+)
 async def test_a_broker_restart_mid_stream_loses_no_event_and_the_worker_reconnects(
-    broker: LocalKafka, tmp_path: Path, how: str
+    broker: LocalKafka, tmp_path: Path, how: str, producer_timeout: str | None
 ):
     env = _worker_env(broker, tmp_path)
+    if producer_timeout is not None:
+        env["PRODUCER_REQUEST_TIMEOUT"] = producer_timeout
     prefix = env["ENCORE_TOPIC_PREFIX"]
     world = World.generate(WorldConfig(n_users=USERS, n_items=1000, seed=7))
     quiet = set(world.user_ids[::5])
@@ -304,13 +316,15 @@ async def test_a_broker_restart_mid_stream_loses_no_event_and_the_worker_reconne
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
         alive_to_the_end = worker.poll() is None
-    ready_lines = log_path.read_bytes().count(WORKER_READY_LINE)
+    worker_log = log_path.read_bytes()
+    ready_lines = worker_log.count(WORKER_READY_LINE)
 
     first_list_after = min(
         (received for received, generated in seen.lists if generated >= back_wall), default=None
     )
     timings = {
         "broker": how,
+        "producer_request_timeout": producer_timeout or "default (1200 s)",
         "events": produced.events,
         "users": len(produced.per_user),
         "accepted_before_stop": accepted_before_stop,
@@ -330,12 +344,14 @@ async def test_a_broker_restart_mid_stream_loses_no_event_and_the_worker_reconne
         "dead_letters_while_down": sum(
             stop_called_wall <= at < back_wall for _, at in seen.dead_letters
         ),
+        "list_deliveries_failed_and_retried": worker_log.count(b"not delivered (")
+        - worker_log.count(b"dead letter for "),
         "resent_by_producer": produced.resent,
         "duplicates_dropped": stats["rejected_by_reason"].get("duplicate", 0),
         "dead_letters": len(seen.dead_letters),
         "bad_messages": len(produced.bad),
     }
-    print(f"\nbroker restart ({how}): {timings}")
+    print(f"\nbroker restart: {timings}")
 
     assert alive_while_down and alive_to_the_end, "the worker exited"
     assert ready_lines == 1, "the worker started more than once"
