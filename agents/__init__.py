@@ -10,8 +10,12 @@ only after it returned.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any
+
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 
 from stream.checkpoint import Checkpointer
 from stream.contracts import Rejection, encode_dead_letter
@@ -21,6 +25,8 @@ from stream.metrics import PartitionProgress, WorkerMetrics
 from stream.pipeline import Pipeline
 from stream.settings import get_settings
 from stream.wrapped import ListeningHistory
+
+logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -93,29 +99,53 @@ def worker_metrics() -> WorkerMetrics:
     return WorkerMetrics(worker_pipeline(), partition_progress)
 
 
+def _transient(error: BaseException) -> bool:
+    """A send that may succeed later: the broker was away for the producer's whole timeout."""
+    if isinstance(error, ProducerSendError):  # Faust's wrapper of send()'s KafkaError
+        error = error.__cause__ or error
+    return isinstance(error, KafkaTimeoutError) or getattr(error, "retriable", False) is True
+
+
 async def send_dead_letter(record: Any, rejection: Rejection) -> None:
     """Publish ``rejection`` for a consumed ``record``, with its original bytes.
 
     Waits until the broker has it: the record's offset is committed after this
-    returns, so a dead letter is never lost with its offset.
+    returns, so a dead letter is never lost with its offset. A broker away for longer
+    than ``producer_request_timeout`` makes the send time out: it is sent again (the
+    chunk waits, as it would have) instead of stopping the worker. Other errors
+    (a record too large, no authorization) propagate.
     """
     from stream.app import app
     from stream.topics import dead_letters_topic
 
-    delivery = await app.producer.send(
-        dead_letters_topic.get_topic_name(),
-        record.key,
-        encode_dead_letter(
-            rejection,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            rejected_at=time.time(),
-        ),
-        None,  # partition: by key
-        None,  # timestamp: now
-        None,  # headers
+    letter = encode_dead_letter(
+        rejection,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        rejected_at=time.time(),
     )
-    await delivery
+    while True:
+        try:
+            delivery = await app.producer.send(
+                dead_letters_topic.get_topic_name(),
+                record.key,
+                letter,
+                None,  # partition: by key
+                None,  # timestamp: now
+                None,  # headers
+            )
+            await delivery
+            return
+        except (ProducerSendError, KafkaError) as error:
+            if not _transient(error):
+                raise
+            logger.warning(
+                "dead letter for %s[%d]@%d not delivered (%r); sending it again",
+                record.topic,
+                record.partition,
+                record.offset,
+                error,
+            )

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import time
 
+from faust.exceptions import ProducerSendError
+
 from agents import worker_pipeline
 from stream.app import app
 from stream.contracts import encode_recommendation_list
@@ -23,39 +25,52 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
 
     Oldest-dirty users first; once ``budget_seconds`` is spent the rest wait for the
     next tick, so a burst of users never starves learning. A list whose delivery
-    failed leaves its user dirty, to be retried. A user forgotten while this tick
-    runs gets no list (:meth:`Pipeline.recommend` says ``None``). Returns how many
-    lists were sent.
+    failed leaves its user dirty, to be retried; so does a list the producer refused
+    to take (its buffer stayed full for ``producer_request_timeout``: a long broker
+    outage), which also ends the tick. A user forgotten while this tick runs gets
+    no list (:meth:`Pipeline.recommend` says ``None``). Returns how many lists were
+    sent.
     """
     pipeline = worker_pipeline()
     topic = recommendations_topic.get_topic_name()
     deadline = None if budget_seconds is None else time.perf_counter() + budget_seconds
     sent = 0
     failed: list[str] = []
-    while deadline is None or time.perf_counter() < deadline:
+    refused = False
+    while not refused and (deadline is None or time.perf_counter() < deadline):
         users = pipeline.take_dirty(SLICE)
         if not users:
             break
         pipeline.lists_in_flight += len(users)
-        sending: list[str] = []
+        sending: list[tuple[str, bytes]] = []
         try:
             deliveries = []
-            encoded = []
-            for user_id in users:
+            for index, user_id in enumerate(users):
                 recommendations = pipeline.recommend(user_id)
                 if recommendations is None:
                     continue  # forgotten since it was queued (a send above yielded)
-                sending.append(user_id)
                 # (user_id, RecommendationList) -> wire bytes -> the compacted recommendations topic
-                encoded.append(encode_recommendation_list(recommendations))
-                deliveries.append(
-                    await app.producer.send(topic, user_id.encode(), encoded[-1], None, None, None)
-                )
+                payload = encode_recommendation_list(recommendations)
+                try:
+                    delivery = await app.producer.send(
+                        topic, user_id.encode(), payload, None, None, None
+                    )
+                except ProducerSendError as error:  # e.g. from aiokafka's KafkaTimeoutError
+                    logger.warning(
+                        "producer refused lists (%r); %d users will be retried",
+                        error,
+                        len(users) - index,
+                    )
+                    failed.extend(users[index:])
+                    refused = True
+                    break
+                sending.append((user_id, payload))
+                deliveries.append(delivery)
             outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
         finally:
             pipeline.lists_in_flight -= len(users)
         delivered_at = time.time()  # the broker acknowledged them: freshness ends here
-        for user_id, payload, outcome in zip(sending, encoded, outcomes, strict=True):
+        for (user_id, payload), outcome in zip(sending, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 logger.warning("list for %s not delivered (%r); will retry", user_id, outcome)
                 failed.append(user_id)

@@ -9,6 +9,8 @@ from unittest.mock import AsyncMock
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaTimeoutError, RecordTooLargeError
+from faust.exceptions import ProducerSendError
 from faust.types import TP
 
 import agents
@@ -115,6 +117,50 @@ async def test_bad_messages_become_one_dead_letter_each_and_the_rest_is_learned(
     assert pipeline.engine.user_counts("u1")["play"] == 1
 
 
+async def test_a_dead_letter_the_broker_never_took_is_sent_again_until_it_is(
+    pipeline, sent, monkeypatch
+):
+    # a broker away for longer than producer_request_timeout: send() refuses, then
+    # the batch expires; neither may stop the worker or lose the dead letter
+    failures = [
+        ProducerSendError("Error while sending: KafkaTimeoutError()"),
+        KafkaTimeoutError("Batch for TopicPartition(...) made no progress"),
+    ]
+    fixture_send = app.producer.send.side_effect
+
+    async def flaky_send(topic, key, value, *args):
+        if failures and isinstance(failures[0], ProducerSendError):
+            failure = failures.pop(0)
+            failure.__cause__ = KafkaTimeoutError()
+            raise failure
+        if failures:
+            expired = asyncio.get_running_loop().create_future()
+            expired.set_exception(failures.pop(0))
+            return expired
+        return await fixture_send(topic, key, value, *args)
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=flaky_send))
+    tp, batch = records(plays_topic, (b"u1", b"not json"), (b"u1", _play()))
+    await learn_from_interactions(tp, batch)
+    assert app.producer.send.await_count == 3
+    assert [letter["reason"] for letter in _dead_letters(sent)] == ["invalid_json"]
+    assert pipeline.engine.user_counts("u1")["play"] == 1
+
+
+async def test_a_dead_letter_the_broker_refuses_for_good_stops_the_handler(
+    pipeline, sent, monkeypatch
+):
+    async def too_large(*args):
+        refused = asyncio.get_running_loop().create_future()
+        refused.set_exception(RecordTooLargeError())
+        return refused
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=too_large))
+    with pytest.raises(RecordTooLargeError):
+        await learn_from_interactions(*records(plays_topic, (b"u1", b"not json")))
+    assert app.producer.send.await_count == 1, "not sent again"
+
+
 async def test_the_skips_topic_expects_skips(pipeline, sent):
     await learn_from_interactions(
         *records(skips_topic, (b"u1", _play(kind="skip", ms_played=2_000)))
@@ -173,6 +219,32 @@ async def test_a_delivered_list_is_served_and_times_the_events_it_reflects(pipel
     freshness = pipeline.stats()["freshness_seconds"]
     assert freshness["samples"] == 2
     assert 2.0 <= freshness["p50"] < 10.0
+
+
+async def test_a_list_the_producer_refuses_ends_the_tick_and_every_user_waits_for_the_next(
+    pipeline, sent, monkeypatch
+):
+    # Faust's producer raises from send() itself when its buffer stayed full for
+    # producer_request_timeout (a broker down that long); a timer that raises
+    # crashes the worker.
+    await learn_from_interactions(
+        *records(plays_topic, *[(f"u{n}".encode(), _play(user=f"u{n}")) for n in range(5)])
+    )
+    accepted = []
+
+    async def send_then_refuse(topic, key, value, *args):
+        if len(accepted) == 2:
+            raise ProducerSendError("Error while sending: KafkaTimeoutError()")
+        accepted.append(key)
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+    monkeypatch.setattr(app.producer, "send", AsyncMock(side_effect=send_then_refuse))
+    assert await publish_dirty_lists() == 2
+    assert app.producer.send.await_count == 3, "no send after the refusal"
+    assert pipeline.take_dirty() == ["u2", "u3", "u4"]
+    assert pipeline.lists_in_flight == 0
 
 
 async def test_publishing_stops_at_its_budget_and_keeps_the_rest_for_later(pipeline, sent):
