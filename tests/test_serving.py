@@ -13,8 +13,9 @@ from stream.contracts import (
     validate_document,
 )
 from stream.engine import Engine, EngineConfig
+from stream.experiments import HOLDOUT, PERSONALISED, Experiment
 from stream.metrics import Freshness, PartitionProgress, WorkerMetrics, lag_summary
-from stream.models import CatalogItem, EventType, Interaction
+from stream.models import CatalogItem, EventType, Interaction, RecommendationList, Source
 from stream.pipeline import Pipeline
 from stream.serving import (
     ApiError,
@@ -199,3 +200,71 @@ def test_metrics_text_parses_and_matches_the_pipeline(pipeline: Pipeline) -> Non
     )
     # no produce timestamps were given to ingest_event: nothing was sampled
     assert samples[("encore_freshness_seconds_count", ())] == 0
+
+
+def test_metrics_per_arm_equal_the_stats_quality_by_arm() -> None:
+    pipeline = Pipeline(
+        Engine(EngineConfig(seed=0)), clock=lambda: NOW, experiment=Experiment("x", 0.5)
+    )
+    lists = {
+        PERSONALISED: RecommendationList("p1", "Lp", NOW, (), arm=PERSONALISED),
+        HOLDOUT: RecommendationList("h1", "Lh", NOW, (), arm=HOLDOUT),
+    }
+    for rec in lists.values():
+        pipeline.metrics.on_list(rec)
+    events = [  # (user, list, type, ms_played of 200 000)
+        ("p1", "Lp", EventType.PLAY, 200_000),
+        ("p1", "Lp", EventType.PLAY, 50_000),  # not played through
+        ("h1", "Lh", EventType.SKIP, 5_000),
+        ("h1", "Lh", EventType.PLAY, 190_000),
+        ("h1", "Lh", EventType.SKIP, 3_000),
+    ]
+    for n, (user, list_id, kind, ms) in enumerate(events):
+        pipeline.metrics.on_event(
+            Interaction(
+                f"q{n}", user, "a", kind, NOW, ms_played=ms, duration_ms=200_000,
+                source=Source(list_id, "top-picks", n),
+            )
+        )  # fmt: skip
+    quality = pipeline.stats()["quality_by_arm"]
+    assert quality == {
+        HOLDOUT: {
+            "users": 1,
+            "attributed_events": 3,
+            "play_through_rate": round(1 / 3, 6),
+            "skip_rate": round(2 / 3, 6),
+            "plays_per_user": 1.0,
+        },
+        PERSONALISED: {
+            "users": 1,
+            "attributed_events": 2,
+            "play_through_rate": 0.5,
+            "skip_rate": 0.0,
+            "plays_per_user": 2.0,
+        },
+    }
+    text = WorkerMetrics(pipeline).render().decode()
+    samples = {
+        (sample.name, sample.labels.get("arm")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    for arm, figures in quality.items():
+        assert samples[("encore_arm_users", arm)] == figures["users"]
+        assert samples[("encore_arm_attributed_events_total", arm)] == figures["attributed_events"]
+        assert samples[("encore_arm_play_through_rate", arm)] == figures["play_through_rate"]
+        assert samples[("encore_arm_skip_rate", arm)] == figures["skip_rate"]
+        assert samples[("encore_arm_plays_per_user", arm)] == figures["plays_per_user"]
+    # a rate with nothing to divide by has no sample
+    pipeline.metrics.on_list(RecommendationList("n1", "Ln", NOW, (), arm="third"))
+    text = WorkerMetrics(pipeline).render().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {s.labels["arm"] for s in families["encore_arm_skip_rate"].samples} == {
+        HOLDOUT,
+        PERSONALISED,
+    }
+    assert {s.labels["arm"] for s in families["encore_arm_users"].samples} == {
+        HOLDOUT,
+        PERSONALISED,
+        "third",
+    }
