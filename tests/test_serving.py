@@ -22,10 +22,14 @@ from stream.serving import (
     check_owner,
     current_list,
     parse_k,
+    parse_period,
+    parse_top,
     partition_of,
     profile_document,
     similar_document,
+    wrapped_document,
 )
+from stream.wrapped import month_of
 
 NOW = 1_795_000_000.0
 
@@ -200,6 +204,40 @@ def test_metrics_text_parses_and_matches_the_pipeline(pipeline: Pipeline) -> Non
     )
     # no produce timestamps were given to ingest_event: nothing was sampled
     assert samples[("encore_freshness_seconds_count", ())] == 0
+
+
+def test_wrapped_document_is_the_topics_document_and_unknown_user_is_404(
+    pipeline: Pipeline,
+) -> None:
+    month = month_of(NOW)
+    doc = wrapped_document(pipeline, "u1", parse_period({"period": month}), parse_top({"top": "2"}))
+    assert validate_document("wrapped", doc) is None, doc
+    assert doc == pipeline.wrapped("u1", month, top=2)
+    # u1: plays of a, b, c (190 000 ms each) and a skip of d after 3 000 ms
+    assert (doc["events"], doc["plays"], doc["skips"], doc["skip_rate"]) == (4, 3, 1, 0.25)
+    assert doc["minutes_played"] == 9.55 and len(doc["top_items"]) == 2
+    with pytest.raises(ApiError) as raised:
+        wrapped_document(pipeline, "nobody", month, 5)
+    assert (raised.value.status, raised.value.code) == (404, "unknown_user")
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({}, "period"),
+        ({"period": "2026-13"}, "period"),
+        ({"period": "26-11"}, "period"),
+        ({"period": "2026-11", "top": "0"}, "top"),
+        ({"period": "2026-11", "top": "51"}, "top"),
+        ({"period": "2026", "top": "x"}, "top"),
+    ],
+)
+def test_bad_wrapped_parameters_are_a_400_naming_them(query: dict, parameter: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        parse_period(query)
+        parse_top(query)
+    assert (raised.value.status, raised.value.code) == (400, "bad_parameter")
+    assert raised.value.to_json()["parameter"] == parameter
 
 
 def test_metrics_per_arm_equal_the_stats_quality_by_arm() -> None:
