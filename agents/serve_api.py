@@ -1,4 +1,4 @@
-"""``GET /users/{user_id}/recommendations`` and ``/profile``, ``GET /items/{item_id}/similar``.
+"""``GET /users/{user_id}/recommendations``, ``/profile``, ``/wrapped``; ``/items/{id}/similar``.
 
 Every answer is JSON, errors too (:class:`stream.serving.ApiError`). A user is
 answered only by the worker that owns the user's partition (421 elsewhere, see
@@ -18,8 +18,11 @@ from stream.serving import (
     check_owner,
     current_list,
     parse_k,
+    parse_period,
+    parse_top,
     profile_document,
     similar_document,
+    wrapped_document,
 )
 from stream.settings import get_settings
 from stream.topics import EVENT_TYPE_TOPICS
@@ -63,6 +66,18 @@ async def serve_profile(web: Any, request: Any, user_id: str) -> Any:
         k = parse_k(request.query)
         _check_owner(user_id)
         return web.json(profile_document(worker_pipeline(), user_id, k))
+
+    return _answer(web, build)
+
+
+@app.page("/users/{user_id}/wrapped")
+async def serve_wrapped(web: Any, request: Any, user_id: str) -> Any:
+    def build() -> Any:
+        period = parse_period(request.query)
+        top = parse_top(request.query)
+        _check_owner(user_id)
+        # the same document as an answer on the wrapped topic (schemas/wrapped.schema.json)
+        return web.json(wrapped_document(worker_pipeline(), user_id, period, top))
 
     return _answer(web, build)
 

@@ -35,6 +35,14 @@ HOLDOUT: Final = "holdout"
 ARMS: Final = (PERSONALISED, HOLDOUT)
 #: an attributed play that reached this share of the item counts as played through
 PLAY_THROUGH_COMPLETION: Final = 0.8
+#: the figures of :meth:`ExperimentMetrics.quality_by_arm`, of :meth:`ArmCounters.as_dict`
+QUALITY_FIGURES: Final = (
+    "users",
+    "attributed_events",
+    "play_through_rate",
+    "skip_rate",
+    "plays_per_user",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +229,24 @@ class ExperimentMetrics:
         else:
             counters.attributed_skips += 1
         return arm
+
+    def quality_by_arm(self) -> dict[str, dict[str, Any]]:
+        """The online quality figures per arm (the dashboard's and ``/metrics``' view).
+
+        ``{arm: {"users", "attributed_events", "play_through_rate", "skip_rate",
+        "plays_per_user"}}``; a rate is ``None`` while its arm has nothing to divide by.
+
+        >>> metrics = ExperimentMetrics()
+        >>> metrics.on_list(RecommendationList("u1", "L1", 0.0, (), arm=HOLDOUT))
+        >>> metrics.quality_by_arm()  # doctest: +NORMALIZE_WHITESPACE
+        {'holdout': {'users': 1, 'attributed_events': 0, 'play_through_rate': None,
+                     'skip_rate': None, 'plays_per_user': 0.0}}
+        """
+        quality = {}
+        for name, counters in sorted(self.arms.items()):
+            figures = counters.as_dict()
+            quality[name] = {key: figures[key] for key in QUALITY_FIGURES}
+        return quality
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -235,6 +235,7 @@ class _PipelineCollector(Collector):
             "Accepted events not sampled for freshness (over the per-user cap).",
             value=pipeline.freshness.dropped,
         )
+        yield from _arm_families(pipeline.metrics.quality_by_arm())
         yield GaugeMetricFamily(
             "encore_users_waiting_for_a_list",
             "Users with events not yet reflected by a published list.",
@@ -263,6 +264,44 @@ class _PipelineCollector(Collector):
         yield GaugeMetricFamily(
             "encore_assigned_partitions", "Partitions assigned to this worker.", value=assigned
         )
+
+
+#: per-arm gauges: (figure of ``quality_by_arm``, metric name, help)
+_ARM_GAUGES = (
+    ("users", "encore_arm_users", "Users whose latest published list is from this arm."),
+    (
+        "play_through_rate",
+        "encore_arm_play_through_rate",
+        "Attributed plays reaching 80% of the item / attributed events, per arm.",
+    ),
+    ("skip_rate", "encore_arm_skip_rate", "Attributed skips / attributed events, per arm."),
+    (
+        "plays_per_user",
+        "encore_arm_plays_per_user",
+        "Plays and replays of the arm's users (from a list or not) per user with a list.",
+    ),
+)
+
+
+def _arm_families(quality: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    """Online quality per experiment arm, as read from the pipeline's experiment metrics.
+
+    A rate with nothing to divide by yet (``None``) has no sample for its arm.
+    """
+    for figure, name, documentation in _ARM_GAUGES:
+        family = GaugeMetricFamily(name, documentation, labels=["arm"])
+        for arm, figures in quality.items():
+            if figures[figure] is not None:
+                family.add_metric([arm], figures[figure])
+        yield family
+    events = CounterMetricFamily(
+        "encore_arm_attributed_events",
+        "Plays, replays and skips whose source names a list of this arm.",
+        labels=["arm"],
+    )
+    for arm, figures in quality.items():
+        events.add_metric([arm], figures["attributed_events"])
+    yield events
 
 
 class WorkerMetrics:

@@ -637,6 +637,7 @@ class Pipeline:
                 "holdout_share": self._experiment.holdout_share,
                 **self.metrics.as_dict(),
             },
+            "quality_by_arm": self.metrics.quality_by_arm(),
             "wrapped": {
                 "users": len(self._history.users),
                 "answered": self.wrapped_answered,

@@ -25,12 +25,15 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from stream.contracts import format_time, recommendation_list_to_wire
+from stream.wrapped import PERIOD_PATTERN
 
 if TYPE_CHECKING:
     from stream.pipeline import Pipeline
 
 #: largest ``k`` a request may ask for
 MAX_K = 100
+#: largest ``top`` of a Wrapped request (as in ``schemas/wrapped-request.schema.json``)
+MAX_TOP = 50
 
 
 @dataclass
@@ -67,6 +70,62 @@ def parse_k(query: Mapping[str, str], default: int = 10, maximum: int = MAX_K) -
             {"parameter": "k"},
         )
     return k
+
+
+def parse_period(query: Mapping[str, str]) -> str:
+    """The ``period`` query parameter of Wrapped: required, ``YYYY-MM`` or ``YYYY``.
+
+    >>> parse_period({"period": "2026-11"}), parse_period({"period": "2026"})
+    ('2026-11', '2026')
+    >>> parse_period({"period": "2026-13"})
+    Traceback (most recent call last):
+    ...
+    stream.serving.ApiError: 400 bad_parameter: period must be YYYY-MM or YYYY, got '2026-13'
+    >>> parse_period({})
+    Traceback (most recent call last):
+    ...
+    stream.serving.ApiError: 400 bad_parameter: period is required: YYYY-MM or YYYY
+    """
+    raw = query.get("period")
+    if raw is None:
+        raise ApiError(
+            400, "bad_parameter", "period is required: YYYY-MM or YYYY", {"parameter": "period"}
+        )
+    if not PERIOD_PATTERN.match(raw):
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"period must be YYYY-MM or YYYY, got {raw!r}",
+            {"parameter": "period"},
+        )
+    return raw
+
+
+def parse_top(query: Mapping[str, str], default: int = 5) -> int:
+    """The ``top`` query parameter of Wrapped: an integer from 1 to :data:`MAX_TOP`.
+
+    >>> parse_top({}), parse_top({"top": "3"})
+    (5, 3)
+    >>> parse_top({"top": "51"})
+    Traceback (most recent call last):
+    ...
+    stream.serving.ApiError: 400 bad_parameter: top must be an integer from 1 to 50, got '51'
+    """
+    raw = query.get("top")
+    if raw is None:
+        return default
+    try:
+        top = int(raw)
+    except ValueError:
+        top = 0
+    if not 1 <= top <= MAX_TOP:
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"top must be an integer from 1 to {MAX_TOP}, got {raw!r}",
+            {"parameter": "top"},
+        )
+    return top
 
 
 def partition_of(user_id: str, partitions: int) -> int:
@@ -179,6 +238,14 @@ def profile_document(pipeline: Pipeline, user_id: str, k: int) -> dict[str, Any]
             for item_id, weight, at in recent
         ],
     }
+
+
+def wrapped_document(pipeline: Pipeline, user_id: str, period: str, top: int) -> dict[str, Any]:
+    """``user_id``'s Wrapped for ``period``: the document the ``wrapped`` topic carries
+    (``schemas/wrapped.schema.json``), with ``request_id`` null. 404 for an unknown user.
+    """
+    known_user_or_404(pipeline, user_id)
+    return pipeline.wrapped(user_id, period, top=top)
 
 
 def similar_document(pipeline: Pipeline, item_id: str, k: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The worker's HTTP API on the real broker: lists, profiles, similar items, errors, metrics."""
+"""The worker's HTTP API on the real broker: lists, profiles, similar items, Wrapped, errors,
+metrics (per experiment arm too)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.contracts import encode_catalog_item, validate_document
+from stream.experiments import HOLDOUT, PERSONALISED, Experiment
 from stream.models import CatalogItem
 from stream.processes import free_port, running_worker
 from stream.serving import partition_of
@@ -32,16 +34,17 @@ CATALOG = [
 ]
 
 
-def _event(user: str, item: str, kind: str) -> dict:
+def _event(user: str, item: str, kind: str, ms: int | None = None, **extra) -> dict:
     return {
         "event_id": uuid.uuid4().hex,
         "type": kind,
         "user_id": user,
         "item_id": item,
         "occurred_at": datetime.now(UTC).isoformat(),
-        "ms_played": 4_000 if kind == "skip" else 190_000,
+        "ms_played": ms if ms is not None else (4_000 if kind == "skip" else 190_000),
         "duration_ms": 200_000,
         "device": "mobile",
+        **extra,
     }
 
 
@@ -246,6 +249,170 @@ def test_a_user_on_another_workers_partition_gets_421_naming_it(worker, tmp_path
             assert body["error"] == "not_owner" and body["partition"] == partition
             status, body = get_json(other, f"/users/{user}/recommendations")
             assert status == 421 and body["partition"] == partition
+            status, body = get_json(other, f"/users/{user}/wrapped?period=2026")
+            assert status == 421 and body["partition"] == partition
             # the owner answers: this user has no events
             status, body = get_json(owner, f"/users/{user}/profile")
             assert (status, body["error"]) == (404, "unknown_user")
+
+
+# --------------------------------------------------------------------------- experiment arms
+
+EXPERIMENT = Experiment("api-exp", holdout_share=0.5)
+ARM_USERS = [f"aw-u{n:02d}" for n in range(12)]
+ARM_CATALOG = [
+    (f"aw-{n:02d}", f"Artist {n % 6}", ("jazz", "rock", "pop")[n % 3]) for n in range(30)
+]
+
+
+@pytest.fixture
+def holdout_worker(worker_env):
+    """A worker splitting users half and half between the personalised and holdout arms."""
+    worker_env.env["ENCORE_EXPERIMENT_ID"] = EXPERIMENT.experiment_id
+    worker_env.env["ENCORE_HOLDOUT_SHARE"] = str(EXPERIMENT.holdout_share)
+    with running_worker(worker_env.env, worker_env.log_path):
+        yield worker_env
+
+
+def _expected_wrapped(events: list[dict], top: int) -> dict:
+    """Wrapped totals and top items computed from the events sent."""
+    items: dict[str, list[int]] = {}
+    for e in events:
+        entry = items.setdefault(e["item_id"], [0, 0])
+        entry[0] += e["type"] != "skip"
+        entry[1] += e["ms_played"]
+    ranked = sorted(items.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:top]
+    skips = sum(e["type"] == "skip" for e in events)
+    return {
+        "events": len(events),
+        "plays": sum(e["type"] == "play" for e in events),
+        "skips": skips,
+        "replays": sum(e["type"] == "replay" for e in events),
+        "minutes_played": round(sum(e["ms_played"] for e in events) / 60_000, 2),
+        "skip_rate": round(skips / len(events), 4),
+        "top_items": [
+            {"id": item, "plays": plays, "minutes": round(ms / 60_000, 2)}
+            for item, (plays, ms) in ranked
+        ],
+    }
+
+
+async def test_wrapped_and_per_arm_quality_from_the_api(holdout_worker):
+    worker = holdout_worker
+    port = worker.env["ENCORE_WEB_PORT"]
+    arms = {user: EXPERIMENT.arm(user) for user in ARM_USERS}
+    assert set(arms.values()) == {PERSONALISED, HOLDOUT}, arms  # both arms have users
+    catalog = [("catalog", i.encode(), _catalog_item(i, a, g)) for i, a, g in ARM_CATALOG]
+    await _produce(worker, catalog)
+    wait_for(
+        lambda: get_json(port, "/stats/")[1]["catalog_messages_applied"] == len(ARM_CATALOG),
+        30,
+        "catalog applied",
+    )
+    # one play each, then the user's first list (no play of theirs came after a list yet)
+    sent: dict[str, list[dict]] = {
+        user: [_event(user, ARM_CATALOG[n * 2][0], "play")] for n, user in enumerate(ARM_USERS)
+    }
+    await _produce(worker, [("plays", u.encode(), orjson.dumps(e[0])) for u, e in sent.items()])
+
+    def first_lists() -> dict[str, dict] | None:
+        lists = {}
+        for user in ARM_USERS:
+            status, headers, body = get(port, f"/users/{user}/recommendations")
+            if status != 200 or headers.get("X-Encore-List-Source") != "published":
+                return None
+            lists[user] = orjson.loads(body)
+        return lists
+
+    lists = wait_for(first_lists, 30, "a published list for every user")
+
+    # attributed events from each list: a full play, a skip (even users), a partial play
+    expected = {
+        arm: {"users": 0, "events": 0, "through": 0, "skips": 0, "plays": 0}
+        for arm in (PERSONALISED, HOLDOUT)
+    }
+    attributed = []
+    for n, user in enumerate(ARM_USERS):
+        doc = lists[user]
+        assert (doc["arm"], doc["experiment"]) == (arms[user], EXPERIMENT.experiment_id), doc
+        row = next(r for r in doc["rows"] if len(r["items"]) >= 3)
+        source = {"list_id": doc["list_id"], "row": row["row_id"]}
+        reactions = [("play", 200_000)]
+        reactions += [("skip", 5_000)] if n % 2 == 0 else []
+        reactions += [("play", 60_000)] if n % 3 == 0 else []  # 30 %: not played through
+        counts = expected[arms[user]]
+        counts["users"] += 1
+        for position, (kind, ms) in enumerate(reactions):
+            item = row["items"][position]["item_id"]
+            event = _event(user, item, kind, ms, source={**source, "position": position})
+            sent[user].append(event)
+            attributed.append((TOPIC_BY_TYPE[kind], user.encode(), orjson.dumps(event)))
+            counts["events"] += 1
+            counts["through"] += kind == "play" and ms >= 160_000
+            counts["skips"] += kind == "skip"
+            counts["plays"] += kind == "play"
+    await _produce(worker, attributed)
+    total = len(ARM_USERS) + len(attributed)
+    wait_for(lambda: get_json(port, "/stats/")[1]["events_accepted"] == total, 30, "events learned")
+
+    # --- /stats/ quality_by_arm: exactly what was sent, arm by arm
+    stats = get_json(port, "/stats/")[1]
+    quality = stats["quality_by_arm"]
+    assert quality == {
+        arm: {
+            "users": c["users"],
+            "attributed_events": c["events"],
+            "play_through_rate": round(c["through"] / c["events"], 6),
+            "skip_rate": round(c["skips"] / c["events"], 6),
+            "plays_per_user": round(c["plays"] / c["users"], 6),
+        }
+        for arm, c in expected.items()
+    }, (quality, expected)
+    assert stats["experiment"]["unattributed_events"] == 0
+
+    # --- /metrics: the same figures per arm
+    status, _, text = get(port, "/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    series = {
+        "users": "encore_arm_users",
+        "attributed_events": "encore_arm_attributed_events",
+        "play_through_rate": "encore_arm_play_through_rate",
+        "skip_rate": "encore_arm_skip_rate",
+        "plays_per_user": "encore_arm_plays_per_user",
+    }
+    for figure, family in series.items():
+        by_arm = {s.labels["arm"]: s.value for s in families[family].samples}
+        assert by_arm == {arm: quality[arm][figure] for arm in quality}, (family, by_arm)
+
+    # --- Wrapped from the API: the wrapped topic's document, from what each user sent
+    month = sent[ARM_USERS[0]][0]["occurred_at"][:7]
+    for user in ARM_USERS:
+        status, wrapped = get_json(port, f"/users/{user}/wrapped?period={month}&top=2")
+        assert status == 200, wrapped
+        assert validate_document("wrapped", wrapped) is None, wrapped
+        assert (wrapped["user_id"], wrapped["period"], wrapped["request_id"]) == (user, month, None)
+        figures = {key: wrapped[key] for key in _expected_wrapped(sent[user], 2)}
+        assert figures == _expected_wrapped(sent[user], 2), user
+    status, year = get_json(port, f"/users/{ARM_USERS[0]}/wrapped?period={month[:4]}")
+    assert status == 200 and year["period"] == month[:4]
+    assert year["events"] == len(sent[ARM_USERS[0]])
+    # default top 5: every item heard, the skipped one too (0 plays, its seconds heard)
+    assert year["top_items"] == _expected_wrapped(sent[ARM_USERS[0]], 5)["top_items"]
+    assert len(year["top_items"]) == len({e["item_id"] for e in sent[ARM_USERS[0]]})
+
+    # --- errors: 400 naming the parameter, 404 for a user the engine does not know
+    user = ARM_USERS[0]
+    for query, parameter in [
+        ("", "period"),
+        ("?period=2026-13", "period"),
+        ("?period=last-month", "period"),
+        (f"?period={month}&top=0", "top"),
+        (f"?period={month}&top=51", "top"),
+        (f"?period={month}&top=many", "top"),
+    ]:
+        status, error = get_json(port, f"/users/{user}/wrapped{query}")
+        assert (status, error["error"], error["parameter"]) == (400, "bad_parameter", parameter)
+        assert parameter in error["message"]
+    status, error = get_json(port, f"/users/nobody/wrapped?period={month}")
+    assert (status, error["error"], error["user_id"]) == (404, "unknown_user", "nobody")

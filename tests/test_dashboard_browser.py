@@ -1,4 +1,5 @@
-"""The dashboard in a real browser: headless Chromium against a worker fed by `encore simulate`."""
+"""The dashboard in a real browser: headless Chromium against a worker fed by `encore simulate`
+(half its users in the holdout arm)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from headless_chromium import Page, chromium_page
 
-from stream.processes import stop_process
+from stream.experiments import HOLDOUT, PERSONALISED
+from stream.processes import running_worker, stop_process
 
 pytestmark = pytest.mark.broker
 
@@ -22,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / ".encore" / "screenshots"  # git-ignored (.encore/)
 
 
-async def _a_user_with_a_list(worker, timeout: float = 60.0) -> str:
-    """The key of the first list on the recommendations topic."""
+async def _a_list_of_each_arm(worker, timeout: float = 60.0) -> dict[str, dict]:
+    """The first list of each experiment arm on the recommendations topic."""
     consumer = AIOKafkaConsumer(
         worker.topic("recommendations"),
         bootstrap_servers=worker.bootstrap,
@@ -31,15 +36,52 @@ async def _a_user_with_a_list(worker, timeout: float = 60.0) -> str:
         enable_auto_commit=False,
     )
     await consumer.start()
+    lists: dict[str, dict] = {}
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 for record in batch:
-                    return record.key.decode()
+                    doc = orjson.loads(record.value)
+                    if any(row["items"] for row in doc["rows"]):
+                        lists.setdefault(doc["arm"], doc)
+            if set(lists) == {PERSONALISED, HOLDOUT}:
+                return lists
     finally:
         await consumer.stop()
-    raise AssertionError(f"no list published within {timeout:.0f}s")
+    raise AssertionError(f"no list of each arm within {timeout:.0f}s: {sorted(lists)}")
+
+
+async def _play_from(worker, lists: dict[str, dict]) -> None:
+    """One play through to the end of the first item of each list, attributed to it."""
+    producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for doc in lists.values():
+            row = next(row for row in doc["rows"] if row["items"])
+            event = {
+                "event_id": uuid.uuid4().hex,
+                "type": "play",
+                "user_id": doc["user_id"],
+                "item_id": row["items"][0]["item_id"],
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "ms_played": 200_000,
+                "duration_ms": 200_000,
+                "source": {"list_id": doc["list_id"], "row": row["row_id"], "position": 0},
+            }
+            await producer.send_and_wait(
+                worker.topic("plays"), orjson.dumps(event), key=doc["user_id"].encode()
+            )
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+def holdout_worker(worker_env):
+    """A worker splitting users half and half between the personalised and holdout arms."""
+    worker_env.env["ENCORE_HOLDOUT_SHARE"] = "0.5"
+    with running_worker(worker_env.env, worker_env.log_path):
+        yield worker_env
 
 
 async def _number(page: Page, element_id: str) -> float:
@@ -50,7 +92,10 @@ async def _number(page: Page, element_id: str) -> float:
         raise AssertionError(f"#{element_id} shows {text!r}, not a number") from None
 
 
-async def test_dashboard_figures_update_and_the_explorer_shows_a_users_rows(worker, tmp_path):
+async def test_dashboard_figures_update_and_the_explorer_shows_a_users_rows(
+    holdout_worker, tmp_path
+):
+    worker = holdout_worker
     simulator = subprocess.Popen(
         [
             sys.executable,
@@ -71,7 +116,10 @@ async def test_dashboard_figures_update_and_the_explorer_shows_a_users_rows(work
         stderr=subprocess.STDOUT,
     )
     try:
-        user_id = await _a_user_with_a_list(worker)
+        lists = await _a_list_of_each_arm(worker)
+        # simulated events carry no source: one attributed play per arm
+        await _play_from(worker, lists)
+        user_id = lists[PERSONALISED]["user_id"]
         port = worker.env["ENCORE_WEB_PORT"]
         async with chromium_page(tmp_path / "chromium") as page:
             await page.navigate(f"http://127.0.0.1:{port}/dashboard")
@@ -101,6 +149,28 @@ async def test_dashboard_figures_update_and_the_explorer_shows_a_users_rows(work
                 "document.querySelector('#chart-throughput path').getAttribute('d')"
             )
             assert path.count("L") >= 2, path
+
+            # --- online quality per arm: both arms have users, and the attributed plays
+            await page.wait_for("document.querySelectorAll('#quality-table tr.arm').length === 2")
+            for arm in (PERSONALISED, HOLDOUT):
+                cells = await page.evaluate(
+                    f"Object.fromEntries(Array.from(document.querySelectorAll("
+                    f"'#quality-table tr[data-arm=\"{arm}\"] td[data-metric]'))"
+                    ".map(td => [td.dataset.metric, td.textContent]))"
+                )
+                assert float(cells["users"].replace(",", "")) > 0, (arm, cells)
+                assert float(cells["attributed_events"]) >= 1, (arm, cells)
+                # the attributed play was played through: a rate above 0 %
+                assert cells["play_through_rate"].endswith(" %"), (arm, cells)
+                assert float(cells["play_through_rate"].removesuffix(" %")) > 0, (arm, cells)
+            # the play-through chart has a line per arm, drawn over several polls
+            paths = await page.evaluate(
+                "Array.from(document.querySelectorAll('#chart-quality path'))"
+                ".map(p => p.getAttribute('d'))"
+            )
+            assert len(paths) == 2 and all(d.count("L") >= 2 for d in paths), paths
+            legend = await page.evaluate("document.getElementById('legend-quality').textContent")
+            assert PERSONALISED in legend and HOLDOUT in legend, legend
 
             # --- the user explorer: type a user id, press Enter, see their rows
             await page.type_into("#user-id", user_id)

@@ -13,18 +13,23 @@ from stream.contracts import (
     validate_document,
 )
 from stream.engine import Engine, EngineConfig
+from stream.experiments import HOLDOUT, PERSONALISED, Experiment
 from stream.metrics import Freshness, PartitionProgress, WorkerMetrics, lag_summary
-from stream.models import CatalogItem, EventType, Interaction
+from stream.models import CatalogItem, EventType, Interaction, RecommendationList, Source
 from stream.pipeline import Pipeline
 from stream.serving import (
     ApiError,
     check_owner,
     current_list,
     parse_k,
+    parse_period,
+    parse_top,
     partition_of,
     profile_document,
     similar_document,
+    wrapped_document,
 )
+from stream.wrapped import month_of
 
 NOW = 1_795_000_000.0
 
@@ -199,3 +204,105 @@ def test_metrics_text_parses_and_matches_the_pipeline(pipeline: Pipeline) -> Non
     )
     # no produce timestamps were given to ingest_event: nothing was sampled
     assert samples[("encore_freshness_seconds_count", ())] == 0
+
+
+def test_wrapped_document_is_the_topics_document_and_unknown_user_is_404(
+    pipeline: Pipeline,
+) -> None:
+    month = month_of(NOW)
+    doc = wrapped_document(pipeline, "u1", parse_period({"period": month}), parse_top({"top": "2"}))
+    assert validate_document("wrapped", doc) is None, doc
+    assert doc == pipeline.wrapped("u1", month, top=2)
+    # u1: plays of a, b, c (190 000 ms each) and a skip of d after 3 000 ms
+    assert (doc["events"], doc["plays"], doc["skips"], doc["skip_rate"]) == (4, 3, 1, 0.25)
+    assert doc["minutes_played"] == 9.55 and len(doc["top_items"]) == 2
+    with pytest.raises(ApiError) as raised:
+        wrapped_document(pipeline, "nobody", month, 5)
+    assert (raised.value.status, raised.value.code) == (404, "unknown_user")
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({}, "period"),
+        ({"period": "2026-13"}, "period"),
+        ({"period": "26-11"}, "period"),
+        ({"period": "2026-11", "top": "0"}, "top"),
+        ({"period": "2026-11", "top": "51"}, "top"),
+        ({"period": "2026", "top": "x"}, "top"),
+    ],
+)
+def test_bad_wrapped_parameters_are_a_400_naming_them(query: dict, parameter: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        parse_period(query)
+        parse_top(query)
+    assert (raised.value.status, raised.value.code) == (400, "bad_parameter")
+    assert raised.value.to_json()["parameter"] == parameter
+
+
+def test_metrics_per_arm_equal_the_stats_quality_by_arm() -> None:
+    pipeline = Pipeline(
+        Engine(EngineConfig(seed=0)), clock=lambda: NOW, experiment=Experiment("x", 0.5)
+    )
+    lists = {
+        PERSONALISED: RecommendationList("p1", "Lp", NOW, (), arm=PERSONALISED),
+        HOLDOUT: RecommendationList("h1", "Lh", NOW, (), arm=HOLDOUT),
+    }
+    for rec in lists.values():
+        pipeline.metrics.on_list(rec)
+    events = [  # (user, list, type, ms_played of 200 000)
+        ("p1", "Lp", EventType.PLAY, 200_000),
+        ("p1", "Lp", EventType.PLAY, 50_000),  # not played through
+        ("h1", "Lh", EventType.SKIP, 5_000),
+        ("h1", "Lh", EventType.PLAY, 190_000),
+        ("h1", "Lh", EventType.SKIP, 3_000),
+    ]
+    for n, (user, list_id, kind, ms) in enumerate(events):
+        pipeline.metrics.on_event(
+            Interaction(
+                f"q{n}", user, "a", kind, NOW, ms_played=ms, duration_ms=200_000,
+                source=Source(list_id, "top-picks", n),
+            )
+        )  # fmt: skip
+    quality = pipeline.stats()["quality_by_arm"]
+    assert quality == {
+        HOLDOUT: {
+            "users": 1,
+            "attributed_events": 3,
+            "play_through_rate": round(1 / 3, 6),
+            "skip_rate": round(2 / 3, 6),
+            "plays_per_user": 1.0,
+        },
+        PERSONALISED: {
+            "users": 1,
+            "attributed_events": 2,
+            "play_through_rate": 0.5,
+            "skip_rate": 0.0,
+            "plays_per_user": 2.0,
+        },
+    }
+    text = WorkerMetrics(pipeline).render().decode()
+    samples = {
+        (sample.name, sample.labels.get("arm")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    for arm, figures in quality.items():
+        assert samples[("encore_arm_users", arm)] == figures["users"]
+        assert samples[("encore_arm_attributed_events_total", arm)] == figures["attributed_events"]
+        assert samples[("encore_arm_play_through_rate", arm)] == figures["play_through_rate"]
+        assert samples[("encore_arm_skip_rate", arm)] == figures["skip_rate"]
+        assert samples[("encore_arm_plays_per_user", arm)] == figures["plays_per_user"]
+    # a rate with nothing to divide by has no sample
+    pipeline.metrics.on_list(RecommendationList("n1", "Ln", NOW, (), arm="third"))
+    text = WorkerMetrics(pipeline).render().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {s.labels["arm"] for s in families["encore_arm_skip_rate"].samples} == {
+        HOLDOUT,
+        PERSONALISED,
+    }
+    assert {s.labels["arm"] for s in families["encore_arm_users"].samples} == {
+        HOLDOUT,
+        PERSONALISED,
+        "third",
+    }
