@@ -28,7 +28,7 @@ from stream.simulator import World, WorldConfig
 pytestmark = pytest.mark.broker
 
 EVENTS = 50_000
-RATE = 4_000.0  # events/s: the stream lasts ~12 s, long enough for two kills
+RATE = 2_000.0  # events/s: the stream lasts ~25 s, so both kills land mid-stream
 KILLS = 2
 
 
@@ -125,7 +125,7 @@ async def test_two_sigkills_mid_stream_lose_and_double_count_nothing(worker_env,
         )
     for accepted_before_kill, after, seconds in restarts:
         assert after["checkpoints_restored"] == 1, "each restart restores a checkpoint"
-        assert 0 < after["restored_events"] <= accepted_before_kill
+        assert 0 < after["restored_events"] <= accepted_before_kill < EVENTS, "killed mid-stream"
         assert seconds < 30, f"lists flowed again only {seconds:.1f}s after the restart"
     assert stats["events_accepted"] == EVENTS
     assert stats["rejected_by_reason"] == {}, "no redelivered event was taken for a duplicate"
