@@ -142,17 +142,9 @@ def taste_scores(
     artists = _dense(artist_keys, artist_values, n_artists)
     genres = _dense(genre_keys, genre_values, n_genres)
     out = np.empty(len(rows), dtype=np.float32)
-    width = genres_of.shape[1]
     for i in range(len(rows)):
         row = rows[i]
-        genre_sum = 0.0
-        count = 0
-        for j in range(width):
-            genre = genres_of[row, j]
-            if genre >= 0:
-                genre_sum += genres[genre]
-                count += 1
-        out[i] = (artists[artist_of[row]] + genre_sum / max(count, 1)) * scale
+        out[i] = (artists[artist_of[row]] + _genre_mean(genres_of, row, genres)) * scale
     return out
 
 
@@ -269,6 +261,19 @@ def _dense(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 
 
 @njit(cache=True)
+def _genre_mean(genres_of: np.ndarray, row: int, genre_table: np.ndarray) -> float:
+    """Mean of ``genre_table`` over the item's genres (0 for an item without genres)."""
+    total = 0.0
+    count = 0
+    for slot in range(genres_of.shape[1]):
+        genre = genres_of[row, slot]
+        if genre >= 0:
+            total += genre_table[genre]
+            count += 1
+    return total / max(count, 1)
+
+
+@njit(cache=True)
 def item_matrix(
     rows: np.ndarray,
     cooc: np.ndarray,
@@ -335,14 +340,7 @@ def item_matrix(
         artist = artist_of[row]
         if has_taste and artist >= 0:
             artist_raw = artist_table[artist]
-            genre_sum = 0.0
-            n_item_genres = 0
-            for slot in range(genres_of.shape[1]):
-                genre = genres_of[row, slot]
-                if genre >= 0:
-                    genre_sum += genre_table[genre]
-                    n_item_genres += 1
-            genre_mean = genre_sum / max(n_item_genres, 1)
+            genre_mean = _genre_mean(genres_of, row, genre_table)
             out[i, 2] = (artist_raw + genre_mean) * inverse_total
             out[i, 3] = artist_raw * inverse_total
             if artist_raw != 0.0:

@@ -24,7 +24,6 @@ True
 
 from __future__ import annotations
 
-import math
 from array import array
 
 import numpy as np
@@ -51,10 +50,6 @@ def _bump(keys: array, values: array, key: int, amount: float, cap: int) -> None
 
 def _lookup(keys: array, values: array, key: int) -> float:
     return values[keys.index(key)] if key in keys else 0.0
-
-
-def _signed_log(value: float) -> float:
-    return math.copysign(math.log1p(abs(value)), value)
 
 
 class TasteProfile:
@@ -132,120 +127,6 @@ class TasteProfile:
                 n_genres += 1
         raw = _lookup(user.artist_keys, user.artist_values, artist) + genre_sum / max(n_genres, 1)
         return raw / self.total(user)
-
-    def relative_artist_affinity(self, user: UserState, artist_row: int) -> float:
-        """Artist affinity relative to the profile's positive mass (0 for unknown artists)."""
-        if artist_row < 0 or not user.artist_keys:
-            return 0.0
-        return _lookup(user.artist_keys, user.artist_values, artist_row) / self.total(user)
-
-    def relative_artist_scores(
-        self, user: UserState, items: ItemIndex, rows: np.ndarray
-    ) -> np.ndarray:
-        """:meth:`relative_artist_affinity` of many items' artists (float64)."""
-        out = np.zeros(len(rows))
-        if not user.artist_keys:
-            return out
-        values = np.zeros(len(items.artists) + 1)
-        values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
-            user.artist_values, dtype=np.float32
-        ) / self.total(user)
-        return values[items.artist_of[rows]]
-
-    def signed_affinity(
-        self, user: UserState, items: ItemIndex, row: int, *, now: float
-    ) -> tuple[float, float]:
-        """Decayed artist and mean genre affinity of an item, log-compressed, sign kept.
-
-        Unlike :meth:`item_affinity` these are absolute: a user who skipped an
-        artist three times has a clearly negative value, whatever else they like.
-        """
-        artist = int(items.artist_of[row])
-        if artist < 0 or not user.artist_keys:
-            return 0.0, 0.0
-        scale = self.scale_at(user, now)
-        genre_sum = 0.0
-        n_genres = 0
-        for genre in items.genres_of[row].tolist():
-            if genre >= 0:
-                genre_sum += _lookup(user.genre_keys, user.genre_values, genre)
-                n_genres += 1
-        artist_value = _lookup(user.artist_keys, user.artist_values, artist) * scale
-        genre_value = genre_sum / max(n_genres, 1) * scale
-        return _signed_log(artist_value), _signed_log(genre_value)
-
-    def signed_scores(
-        self, user: UserState, items: ItemIndex, rows: np.ndarray, *, now: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`signed_affinity` of many rows: (artist, genre) arrays."""
-        n = len(rows)
-        if not user.artist_keys:
-            return np.zeros(n), np.zeros(n)
-        scale = self.scale_at(user, now)
-        artist_values = np.zeros(len(items.artists) + 1)
-        artist_values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
-            user.artist_values, dtype=np.float32
-        )
-        genre_values = np.zeros(len(items.genres) + 1)
-        if user.genre_keys:
-            genre_values[np.frombuffer(user.genre_keys, dtype=np.int32)] = np.frombuffer(
-                user.genre_values, dtype=np.float32
-            )
-        genres = items.genres_of[rows]
-        n_genres = np.maximum((genres >= 0).sum(axis=1), 1)
-        genre = genre_values[genres].sum(axis=1) / n_genres * scale
-        artist = artist_values[items.artist_of[rows]] * scale
-        return np.sign(artist) * np.log1p(np.abs(artist)), np.sign(genre) * np.log1p(np.abs(genre))
-
-    def columns(
-        self, user: UserState, items: ItemIndex, rows: np.ndarray, *, now: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """All taste features of many rows from one set of lookups (the ranking hot path).
-
-        Returns
-        -------
-        tuple of np.ndarray
-            :meth:`scores`, :meth:`relative_artist_scores` and the two arrays of
-            :meth:`signed_scores` (artist, genre), all float64; ranking needs the
-            four, and looking the profile up once costs a quarter of four calls.
-
-        Examples
-        --------
-        >>> from stream.models import CatalogItem
-        >>> items = ItemIndex()
-        >>> calm = items.upsert(CatalogItem("a", "Calm", "Aurora Fields", ("ambient",), 1, 0.0))
-        >>> taste = TasteProfile(half_life=10.0, max_genres=4, max_artists=4)
-        >>> user = UserState(capacity=4)
-        >>> taste.learn(user, items, calm, 1.0, at=0.0)
-        >>> [round(float(c[0]), 3) for c in taste.columns(user, items, np.array([calm]), now=0.0)]
-        [2.0, 1.0, 0.693, 0.693]
-        """
-        n = len(rows)
-        if not user.artist_keys:
-            return np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-        # One extra slot at the end absorbs the -1 "no artist / no genre" index.
-        artist_values = np.zeros(len(items.artists) + 1)
-        artist_values[np.frombuffer(user.artist_keys, dtype=np.int32)] = np.frombuffer(
-            user.artist_values, dtype=np.float32
-        )
-        genre_values = np.zeros(len(items.genres) + 1)
-        if user.genre_keys:
-            genre_values[np.frombuffer(user.genre_keys, dtype=np.int32)] = np.frombuffer(
-                user.genre_values, dtype=np.float32
-            )
-        genres = items.genres_of[rows]
-        n_genres = np.maximum((genres >= 0).sum(axis=1), 1)
-        genre = genre_values[genres].sum(axis=1) / n_genres
-        artist = artist_values[items.artist_of[rows]]
-        inverse_total = 1.0 / self.total(user)
-        scale = self.scale_at(user, now)
-        relative_artist = artist * inverse_total
-        taste = relative_artist + genre * inverse_total
-        artist *= scale
-        genre *= scale
-        artist_signed = np.copysign(np.log1p(np.abs(artist)), artist)
-        genre_signed = np.copysign(np.log1p(np.abs(genre)), genre)
-        return taste, relative_artist, artist_signed, genre_signed
 
     def scores(self, user: UserState, items: ItemIndex, rows: np.ndarray) -> np.ndarray:
         """:meth:`item_affinity` for many rows at once (zeros without a profile)."""
