@@ -291,6 +291,22 @@ def _check_key(key: bytes | None, expected: str, field: str) -> Rejection | None
     return None
 
 
+def decode_keyed_document(
+    raw: bytes | None, schema: str, *, key: bytes | None, key_field: str, max_bytes: int
+) -> dict[str, Any] | Rejection:
+    """:func:`decode_document`, then the message key must be the document's ``key_field``.
+
+    >>> decode_keyed_document(b'{"user_id":"u1","period":"2026"}', "wrapped-request",
+    ...                       key=b"u2", key_field="user_id", max_bytes=1024).reason
+    <Reason.KEY_MISMATCH: 'key_mismatch'>
+    """
+    doc = decode_document(raw, schema, max_bytes=max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    wrong_key = _check_key(key, doc[key_field], f"data.{key_field}")
+    return doc if wrong_key is None else wrong_key
+
+
 def decode_interaction(
     raw: bytes | None,
     *,
@@ -360,12 +376,11 @@ def encode_catalog_item(item: CatalogItem) -> bytes:
 def decode_catalog_item(
     raw: bytes | None, *, key: bytes | None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
 ) -> CatalogItem | Rejection:
-    doc = decode_document(raw, CATALOG_ITEM_SCHEMA, max_bytes=max_bytes)
+    doc = decode_keyed_document(
+        raw, CATALOG_ITEM_SCHEMA, key=key, key_field="item_id", max_bytes=max_bytes
+    )
     if isinstance(doc, Rejection):
         return doc
-    wrong_key = _check_key(key, doc["item_id"], "data.item_id")
-    if wrong_key is not None:
-        return wrong_key
     try:
         return catalog_item_from_wire(doc)
     except ValueError as error:
@@ -477,12 +492,11 @@ def decode_deletion_request(
     >>> decode_deletion_request(b'{"user_id":"u1"}', key=b"u1").field
     'data.requested_at'
     """
-    doc = decode_document(raw, DELETION_REQUEST_SCHEMA, max_bytes=max_bytes)
+    doc = decode_keyed_document(
+        raw, DELETION_REQUEST_SCHEMA, key=key, key_field="user_id", max_bytes=max_bytes
+    )
     if isinstance(doc, Rejection):
         return doc
-    wrong_key = _check_key(key, doc["user_id"], "data.user_id")
-    if wrong_key is not None:
-        return wrong_key
     try:
         return deletion_request_from_wire(doc)
     except ValueError as error:
@@ -510,12 +524,11 @@ def decode_wrapped_request(
     >>> decode_wrapped_request(b'{"user_id":"u1","period":"2026-11"}', key=b"u1")
     WrappedRequest(user_id='u1', period='2026-11', top=5, request_id=None)
     """
-    doc = decode_document(raw, WRAPPED_REQUEST_SCHEMA, max_bytes=max_bytes)
+    doc = decode_keyed_document(
+        raw, WRAPPED_REQUEST_SCHEMA, key=key, key_field="user_id", max_bytes=max_bytes
+    )
     if isinstance(doc, Rejection):
         return doc
-    wrong_key = _check_key(key, doc["user_id"], "data.user_id")
-    if wrong_key is not None:
-        return wrong_key
     return WrappedRequest(doc["user_id"], doc["period"], doc.get("top", 5), doc.get("request_id"))
 
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from stream.contracts import CURATION_RULE_SCHEMA, Rejection, _check_key, decode_document
+from stream.contracts import CURATION_RULE_SCHEMA, Rejection, decode_keyed_document
 from stream.models import CatalogItem, RecommendationList, RecommendedItem, Row
 
 PINNED_REASON: Final = "Picked by our editors"
@@ -160,12 +160,11 @@ def decode_rule(
     >>> decode_rule(no_amount, key=b"r1").reason
     <Reason.SCHEMA_VIOLATION: 'schema_violation'>
     """
-    doc = decode_document(raw, CURATION_RULE_SCHEMA, max_bytes=max_bytes)
+    doc = decode_keyed_document(
+        raw, CURATION_RULE_SCHEMA, key=key, key_field="rule_id", max_bytes=max_bytes
+    )
     if isinstance(doc, Rejection):
         return doc
-    wrong_key = _check_key(key, doc["rule_id"], "data.rule_id")
-    if wrong_key is not None:
-        return wrong_key
     return rule_from_wire(doc)
 
 
