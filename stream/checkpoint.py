@@ -181,10 +181,7 @@ class Checkpointer:
         positions = dict(self.pipeline.positions)
         self._last_started = self.clock()
         if not hasattr(os, "fork"):
-            started = time.perf_counter()
-            with _gc_paused():
-                self._write(self.pipeline.snapshot())
-            return self._finished(positions, started)
+            return self._write_here(positions)
         started = time.perf_counter()
         parent = os.getpid()
         pid = os.fork()
@@ -204,25 +201,19 @@ class Checkpointer:
 
     def poll(self) -> Positions | None:
         """The positions of a checkpoint that has just been written, else ``None``."""
-        writer = self._writer
-        if writer is None:
-            return None
-        pid, status = os.waitpid(writer.pid, os.WNOHANG)
-        if pid == 0:
-            return None
-        self._writer = None
-        if os.waitstatus_to_exitcode(status) != 0:
-            self.failed += 1
-            logger.error("checkpoint writer %d failed (status %d)", writer.pid, status)
-            return None
-        return self._finished(writer.positions, writer.started)
+        return self._reap(os.WNOHANG)
 
     def wait(self) -> Positions | None:
         """Block until a checkpoint being written is done; its positions, if it succeeded."""
+        return self._reap(0)
+
+    def _reap(self, options: int) -> Positions | None:
         writer = self._writer
         if writer is None:
             return None
-        _, status = os.waitpid(writer.pid, 0)
+        pid, status = os.waitpid(writer.pid, options)
+        if pid == 0:  # still writing (WNOHANG)
+            return None
         self._writer = None
         if os.waitstatus_to_exitcode(status) != 0:
             self.failed += 1
@@ -236,26 +227,30 @@ class Checkpointer:
 
         For stop and partition revocation. ``None`` if the writer failed.
         """
-        while self._writer is not None:  # one started earlier: let it finish first
-            if self.poll() is None and self._writer is not None:
-                await asyncio.sleep(poll_seconds)
+        await self._written(poll_seconds)  # one started earlier: let it finish first
         written = self.start()
         if written is not None:
             return written
+        return await self._written(poll_seconds)
+
+    async def _written(self, poll_seconds: float) -> Positions | None:
+        """Wait, yielding to the event loop, for the writer running (if any); its positions."""
         while True:
             positions = self.poll()
-            if positions is not None or self._writer is None:
+            if self._writer is None:
                 return positions
             await asyncio.sleep(poll_seconds)
 
     def write_now(self) -> Positions:
-        """Write a checkpoint synchronously (on shutdown and partition revocation)."""
+        """Write a checkpoint synchronously, in this process (benchmarks, doctests)."""
         self.wait()
-        positions = dict(self.pipeline.positions)
+        self._last_started = self.clock()
+        return self._write_here(dict(self.pipeline.positions))
+
+    def _write_here(self, positions: Positions) -> Positions:
         started = time.perf_counter()
         with _gc_paused():
             self._write(self.pipeline.snapshot())
-        self._last_started = self.clock()
         return self._finished(positions, started)
 
     def _finished(self, positions: Positions, started: float) -> Positions:
