@@ -109,6 +109,18 @@ class Settings(BaseSettings):
         description="Kafka static group membership (group.instance.id): a worker restarted "
         "under the same id gets its partitions back at once, without a rebalance.",
     )
+    checkpoint_dir: Path | None = Field(
+        None,
+        description="Where checkpoints are written (default: the data dir's checkpoints/). "
+        "Workers of one consumer group share it: a partition's user state moves to its new "
+        "owner through it.",
+    )
+    item_updates_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between this worker's item updates (popularity, co-occurrence, "
+        "item factors learned from its users) published to the other workers.",
+    )
     checkpoint_interval_seconds: float = Field(
         10.0,
         gt=0,
