@@ -21,6 +21,7 @@ from stream.engine import Engine, EngineConfig
 from stream.engine.engine import DISCOVER
 from stream.models import CatalogItem, EventType, Interaction, Source
 from stream.simulator import World, WorldConfig
+from stream.wrapped import ListeningHistory
 
 MOVERS = 6
 
@@ -348,3 +349,51 @@ def test_another_history_size_keeps_the_newest_events(source: Engine, movers: li
     for user in movers:
         assert small.recent_events(user, 100) == source.recent_events(user, 5)
         assert small.users[user].n_recent == 5
+
+
+# ---------------------------------------------------------------- Wrapped
+
+
+def _history(world: World, events: list[Interaction]) -> ListeningHistory:
+    catalog = {item.item_id: item for item in world.catalog}
+    history = ListeningHistory()
+    for event in events:
+        history.learn(event, catalog[event.item_id])
+    return history
+
+
+def test_wrapped_counters_move(world: World, events: list[Interaction], movers: list[str]) -> None:
+    # Spread the stream over months so several periods are compared.
+    spread = [
+        dataclasses.replace(e, timestamp=e.timestamp + n * 3_000) for n, e in enumerate(events)
+    ]
+    old = _history(world, spread)
+    new = _history(world, [e for e in spread[:300] if e.user_id not in movers[1:]])
+    exported = old.export_users([*movers, "nobody"])
+    kept = copy.deepcopy(exported)
+    assert new.import_users(pickle.loads(pickle.dumps(exported))) == len(movers)
+    for event in spread[-300:]:  # the old owner's later counting does not reach the export
+        old.learn(dataclasses.replace(event, event_id="again"), None)
+    assert exported == kept
+    periods = {key for user in movers for key in old.users[user]}
+    assert len(periods) > 2
+    moved = _history(world, spread)
+    for user in movers:
+        for period in {*periods, *(key[:4] for key in periods)}:
+            assert new.summary(user, period, top=50) == moved.summary(user, period, top=50)
+    assert new.drop_users(movers) == len(movers)
+    assert new.summary(movers[0], "2026")["events"] == 0
+
+
+def test_wrapped_import_respects_smaller_caps() -> None:
+    old = ListeningHistory()
+    for month in range(1, 4):
+        for item in range(3):
+            at = 86_400.0 * 31 * (month - 1) + item
+            old.learn(Interaction(f"e{month}{item}", "u", f"t{item}", EventType.PLAY, at), None)
+    new = ListeningHistory(max_months=2, max_entries=2)
+    new.import_users(old.export_users(["u"]))
+    assert sorted(new.users["u"]) == ["1970-02", "1970-03"]
+    summary = new.summary("u", "1970-03")
+    assert summary["events"] == 3 and summary["truncated"]
+    assert [entry["id"] for entry in summary["top_items"]] == ["t0", "t1"]
