@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import pickle
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -306,7 +308,8 @@ def test_unknown_ids_are_skipped(source: Engine, movers: list[str]) -> None:
     engine = Engine(EngineConfig(seed=0))
     assert engine.import_users(exported) == 1
     assert not engine.known_user("nobody") and engine.drop_users(["nobody"]) == 0
-    assert source.export_users(["nobody"])["users"] == {}
+    nobody = source.export_users(["nobody"])
+    assert nobody["users"] == [] and Engine(EngineConfig(seed=0)).import_users(nobody) == 0
 
 
 def test_export_and_import_share_nothing(
@@ -326,9 +329,8 @@ def test_export_and_import_share_nothing(
         a.learn(event)
         b.learn(event)
     assert _equal(exported, kept)  # neither engine's learning reaches the export
-    for doc in exported["users"].values():  # nor does changing the export reach B
-        doc["mf_latents"][:] = 0.0
-        doc["state"]["recent_weights"][:] = 0.0
+    exported["mf_latents"][:] = 0.0  # nor does changing the export reach B
+    exported["recent"]["weights"][:] = 0.0
     assert all(np.any(b.factors.user_vector(user) != 0) for user in movers)
     assert all(any(w for _, w, _ in b.recent_events(user, 5)) for user in movers)
 
@@ -343,12 +345,39 @@ def test_import_refuses_another_format_or_factor_size(source: Engine, movers: li
     assert not engine.users and not engine.items.ids  # refused before changing anything
 
 
-def test_another_history_size_keeps_the_newest_events(source: Engine, movers: list[str]) -> None:
-    small = Engine(EngineConfig(seed=0, history_size=5))
+def test_smaller_caps_keep_the_newest_events_and_the_strongest_taste(
+    source: Engine, movers: list[str], now: float
+) -> None:
+    arms = ("taste", "mf")
+    small = Engine(
+        EngineConfig(
+            seed=0, history_size=5, max_taste_artists=3, max_arm_memory=4, discover_arms=arms
+        )
+    )
     small.import_users(source.export_users(movers))
     for user in movers:
         assert small.recent_events(user, 100) == source.recent_events(user, 5)
         assert small.users[user].n_recent == 5
+        strongest = sorted(source.top_artists(user, 100, now=now), key=lambda kv: -abs(kv[1]))
+        assert sorted(small.top_artists(user, 100, now=now)) == sorted(strongest[:3])
+        kept = [entry for entry in _arm_memory(source, user) if entry[1] in arms][-4:]
+        assert _arm_memory(small, user) == kept
+    assert any(_arm_memory(small, user) for user in movers)
+
+
+def test_a_user_known_to_the_factor_model_only_moves_as_such(source: Engine) -> None:
+    a = Engine.restore(source.snapshot())
+    a.factors.learn("latent-only", 0, 1.0)
+    exported = a.export_users(["latent-only"])
+    assert exported["users"] == ["latent-only"] and not exported["has_state"][0]
+    b = Engine(EngineConfig(seed=0))
+    b.learn(Interaction("e1", "latent-only", "t1", EventType.PLAY, 1.0))  # replaced below
+    assert b.import_users(exported) == 1
+    assert not b.known_user("latent-only") and b.factors.knows_user("latent-only")
+    np.testing.assert_array_equal(
+        b.factors.user_vector("latent-only"), a.factors.user_vector("latent-only")
+    )
+    assert b.drop_users(["latent-only"]) == 1 and not b.factors.knows_user("latent-only")
 
 
 # ---------------------------------------------------------------- Wrapped
@@ -397,3 +426,14 @@ def test_wrapped_import_respects_smaller_caps() -> None:
     summary = new.summary("u", "1970-03")
     assert summary["events"] == 3 and summary["truncated"]
     assert [entry["id"] for entry in summary["top_items"]] == ["t0", "t1"]
+
+
+def test_the_handoff_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_transplant.py"
+    spec = importlib.util.spec_from_file_location("bench_transplant", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    timings = bench.main(["--users", "20", "--items", "200", "--events-per-user", "40"])
+    assert set(timings) >= {"export", "import", "drop"}
+    assert "moving 20 of" in capsys.readouterr().out
