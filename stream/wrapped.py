@@ -28,6 +28,7 @@ skipped item that was heard. ``plays`` in the top lists count plays + replays.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -35,6 +36,8 @@ from typing import Any, Final
 from stream.models import CatalogItem, EventType, Interaction
 
 PERIOD_PATTERN: Final = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2]))?$")
+#: The per-id ``[plays, ms]`` maps of a :class:`MonthCounters`.
+_ENTRY_MAPS: Final = ("items", "artists", "genres")
 
 
 def month_of(timestamp: float) -> str:
@@ -123,6 +126,69 @@ class ListeningHistory:
     def forget_user(self, user_id: str) -> bool:
         return self.users.pop(user_id, None) is not None
 
+    def export_users(self, user_ids: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """The counters of ``user_ids`` as plain dicts (picklable), for :meth:`import_users`.
+
+        ``{user_id: {"YYYY-MM": {"events": ..., "items": {item_id: [plays, ms]}, ...}}}``:
+        counters are keyed by item id, artist and genre name already, so they move
+        between workers as they are. Unknown ids are skipped; nothing is shared
+        with this history.
+
+        >>> from stream.models import EventType, Interaction
+        >>> old, new = ListeningHistory(), ListeningHistory()
+        >>> old.learn(Interaction("e1", "u1", "t1", EventType.PLAY, 0.0, ms_played=60_000), None)
+        >>> exported = old.export_users(["u1", "nobody"])
+        >>> list(exported), exported["u1"]["1970-01"]["items"]
+        (['u1'], {'t1': [1, 60000]})
+        >>> new.import_users(exported), new.summary("u1", "1970")["minutes_played"]
+        (1, 1.0)
+        >>> new.drop_users(["u1"]), new.summary("u1", "1970")["events"]
+        (1, 0)
+        """
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for user_id in user_ids:
+            months = self.users.get(user_id)
+            if months is not None and user_id not in out:
+                out[user_id] = {key: _month_to_dict(month) for key, month in months.items()}
+        return out
+
+    def import_users(self, exported: dict[str, dict[str, dict[str, Any]]]) -> int:
+        """Add or replace users from :meth:`export_users`; returns how many.
+
+        A replaced user's previous counters are dropped. Within this history's
+        caps the counters are copied exactly; past them, the oldest months go and
+        a month keeps its first ``max_entries`` entries of each kind (flagged
+        ``truncated``), as :meth:`learn` would have. ``exported`` is not modified.
+        """
+        for user_id, months in exported.items():
+            newest = set(sorted(months)[-self.max_months :])
+            self.users[user_id] = {
+                key: self._month_from_dict(month) for key, month in months.items() if key in newest
+            }
+        return len(exported)
+
+    def drop_users(self, user_ids: Iterable[str]) -> int:
+        """Free the counters of ``user_ids`` (now owned elsewhere); how many were known."""
+        return sum(self.users.pop(user_id, None) is not None for user_id in user_ids)
+
+    def _month_from_dict(self, data: dict[str, Any]) -> MonthCounters:
+        month = MonthCounters(
+            events=int(data["events"]),
+            plays=int(data["plays"]),
+            skips=int(data["skips"]),
+            replays=int(data["replays"]),
+            ms=int(data["ms"]),
+            truncated=bool(data["truncated"]),
+        )
+        for name in _ENTRY_MAPS:
+            entries: dict[str, list[int]] = getattr(month, name)
+            for key, (plays, ms) in data[name].items():
+                if len(entries) >= self.max_entries:
+                    month.truncated = True
+                    break
+                entries[key] = [int(plays), int(ms)]
+        return month
+
     def summary(self, user_id: str, period: str, *, top: int = 5) -> dict[str, Any]:
         """The Wrapped fields for ``period`` (``YYYY-MM`` or ``YYYY``); zeros for no data.
 
@@ -151,6 +217,21 @@ class ListeningHistory:
             "top_genres": _top([m.genres for m in months], top),
             "truncated": any(m.truncated for m in months),
         }
+
+
+def _month_to_dict(month: MonthCounters) -> dict[str, Any]:
+    return {
+        "events": month.events,
+        "plays": month.plays,
+        "skips": month.skips,
+        "replays": month.replays,
+        "ms": month.ms,
+        "truncated": month.truncated,
+        **{
+            name: {key: list(entry) for key, entry in getattr(month, name).items()}
+            for name in _ENTRY_MAPS
+        },
+    }
 
 
 def _minutes(ms: int) -> float:

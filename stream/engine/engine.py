@@ -43,11 +43,11 @@ import itertools
 import math
 import pickle
 from collections.abc import Iterable, Iterator
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from stream.engine import kernels
+from stream.engine import kernels, transplant
 from stream.engine.config import EngineConfig
 from stream.engine.cooccurrence import Cooccurrence
 from stream.engine.exploration import DiscoveryBandit
@@ -895,6 +895,41 @@ class Engine:
         state["_release_array"] = None
         state.setdefault("_state_version", 0)  # snapshots from before the memo key
         self.__dict__.update(state)
+
+    # ================================================================== moving users
+    def export_users(self, user_ids: Iterable[str]) -> dict[str, Any]:
+        """Everything kept about ``user_ids``, by item id, genre and artist name (picklable).
+
+        For another engine's :meth:`import_users` when a partition's users move
+        to another worker (layout: :mod:`stream.engine.transplant`). Unknown ids
+        are skipped. A pure query: this engine is not changed.
+        """
+        return transplant.export_users(self, user_ids)
+
+    def import_users(self, exported: dict[str, Any]) -> int:
+        """Add or replace the users of an :meth:`export_users` result; returns how many.
+
+        Item ids, genres and artists are mapped to this engine's rows and keys;
+        the ones it has never seen are added (items without catalog metadata,
+        which only this engine's catalog provides). A replaced user's previous
+        state, latent factors included, is dropped first. Item-side statistics
+        (popularity, co-occurrence, item factors) are not part of an export.
+        ``exported`` is not modified.
+        """
+        self._state_version += 1
+        self._features_for = None
+        return transplant.import_users(self, exported)
+
+    def drop_users(self, user_ids: Iterable[str]) -> int:
+        """Free the memory kept about ``user_ids`` (state and latent factors); how many were known.
+
+        Unlike a deletion (:meth:`forget_user` called by the pipeline, which also
+        refuses the user's older events from then on) this only frees memory, for
+        users another worker now owns.
+        """
+        self._state_version += 1
+        self._features_for = None
+        return transplant.drop_users(self, user_ids)
 
 
 def _in_chunks(*columns: np.ndarray, size: int = 32) -> Iterator[tuple]:

@@ -257,6 +257,28 @@ class ItemIndex:
             self.genres.append(genre)
         return row
 
+    def artist_key(self, artist: str) -> int:
+        """Local key of an artist name (the ``artist_keys`` of a user), created if new.
+
+        A new artist has no items until the catalog names one of theirs.
+
+        >>> index = ItemIndex()
+        >>> [index.artist_key(name) for name in ("Iron Vale", "Aurora Fields", "Iron Vale")]
+        [0, 1, 0]
+        >>> index.artists, index.artist_items
+        (['Iron Vale', 'Aurora Fields'], [[], []])
+        """
+        return self._artist_row(artist)
+
+    def genre_key(self, genre: str) -> int:
+        """Local key of a genre name (the ``genre_keys`` of a user), created if new.
+
+        >>> index = ItemIndex()
+        >>> index.genre_key("metal"), index.genre_key("ambient"), index.genres
+        (0, 1, ['metal', 'ambient'])
+        """
+        return self._genre_row(genre)
+
     def upsert(self, item: CatalogItem) -> int:
         """Add or update catalog metadata; re-activates a removed item."""
         row = self.add(item.item_id)
