@@ -450,7 +450,9 @@ def cooc_learn(
     window: int,
     session_gap: float,
     max_neighbours: int,
-) -> None:
+    journal: np.ndarray,
+    journal_n: int,
+) -> int:
     """Pair a positive event on ``row`` with the user's previous events, in place.
 
     The previous events are a ring buffer (``n_recent`` ever written, the newest
@@ -459,6 +461,11 @@ def cooc_learn(
     silence longer than ``session_gap`` counts half, and farther predecessors
     less (see :class:`~stream.engine.cooccurrence.Cooccurrence`). ``factor`` is
     the forward-decay factor of ``at``.
+
+    With ``journal_n >= 0``, each pair is also written to row ``journal_n`` onwards
+    of ``journal`` as ``(row, other, amount, at)`` (the amount before ``factor``,
+    added to both directions); the caller guarantees ``window`` free rows. Returns
+    the new journal length (``journal_n`` unchanged when negative).
     """
     capacity = len(recent_rows)
     paired = 0
@@ -476,10 +483,40 @@ def cooc_learn(
         later_time = other_time
         if other_weight <= 0.0 or other == row:
             continue
-        amount = min(weight, other_weight) * session_factor / (1.0 + 0.5 * paired) * factor
-        _bump_pair(neighbours, strengths, counts, other, row, amount, max_neighbours)
-        _bump_pair(neighbours, strengths, counts, row, other, amount, max_neighbours)
+        amount = min(weight, other_weight) * session_factor / (1.0 + 0.5 * paired)
+        _bump_pair(neighbours, strengths, counts, other, row, amount * factor, max_neighbours)
+        _bump_pair(neighbours, strengths, counts, row, other, amount * factor, max_neighbours)
+        if journal_n >= 0:
+            journal[journal_n, 0] = row
+            journal[journal_n, 1] = other
+            journal[journal_n, 2] = amount
+            journal[journal_n, 3] = at
+            journal_n += 1
         paired += 1
+    return journal_n
+
+
+@njit(cache=True)
+def cooc_add_pairs(
+    neighbours: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    firsts: np.ndarray,
+    seconds: np.ndarray,
+    amounts: np.ndarray,
+    max_neighbours: int,
+) -> None:
+    """Add ``amounts[i]`` to the pair ``(firsts[i], seconds[i])`` in both directions.
+
+    The same per-pair update as :func:`cooc_learn` (``amounts`` already carry the
+    forward-decay factor), for pair increments learned elsewhere.
+    """
+    for i in range(len(firsts)):
+        first = firsts[i]
+        second = seconds[i]
+        amount = amounts[i]
+        _bump_pair(neighbours, strengths, counts, second, first, amount, max_neighbours)
+        _bump_pair(neighbours, strengths, counts, first, second, amount, max_neighbours)
 
 
 #: Entries of :func:`event_features` after the item features.
@@ -627,3 +664,4 @@ def event_features(
     )
     out[:N_ITEM_FEATURES] = features[0]
     return out
+
