@@ -665,3 +665,40 @@ def event_features(
     out[:N_ITEM_FEATURES] = features[0]
     return out
 
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_SHIFT_30, _SHIFT_27, _SHIFT_31, _SHIFT_11 = (np.uint64(n) for n in (30, 27, 31, 11))
+
+
+@njit(cache=True)
+def _split_mix(state: np.uint64) -> tuple[np.uint64, float]:
+    # One SplitMix64 step: the next state and 53 of its output bits as a float in (0, 1].
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> _SHIFT_30)) * _MIX_1
+    z = (z ^ (z >> _SHIFT_27)) * _MIX_2
+    z = z ^ (z >> _SHIFT_31)
+    return state, (float(z >> _SHIFT_11) + 1.0) / 9007199254740992.0
+
+
+@njit(cache=True)
+def hashed_normals(key: np.uint64, n: int, sigma: float) -> np.ndarray:
+    """``n`` float32 draws of N(0, ``sigma``²), a pure function of the 64-bit ``key``.
+
+    SplitMix64 from ``key`` feeds Box-Muller: the same key gives the same vector
+    in every process (the initial latent factors of an item, whichever worker
+    creates them).
+    """
+    out = np.empty(n, dtype=np.float32)
+    state = np.uint64(key)
+    for i in range(0, n, 2):
+        state, first = _split_mix(state)
+        state, second = _split_mix(state)
+        radius = math.sqrt(-2.0 * math.log(first)) * sigma
+        angle = 2.0 * math.pi * second
+        out[i] = radius * math.cos(angle)
+        if i + 1 < n:
+            out[i + 1] = radius * math.sin(angle)
+    return out
