@@ -21,10 +21,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stream.engine.kernels import cooc_learn, cooc_sums
+from stream.engine.kernels import cooc_add_pairs, cooc_learn, cooc_sums
 from stream.engine.state import DecayingVector, decay_scale, forward_decay, grown
 
 _MAX_EXPONENT = 60.0
+#: No journal: what :func:`~stream.engine.kernels.cooc_learn` gets when nothing is recorded.
+_NO_JOURNAL = np.zeros((0, 4))
 
 
 class Cooccurrence:
@@ -130,12 +132,14 @@ class Cooccurrence:
         times: array,
         n_recent: int,
         size: int | None = None,
+        journal: PairJournal | None = None,
     ) -> None:
         """:meth:`learn` with the previous events as a ring buffer (no per-event tuples).
 
         ``rows`` / ``weights`` / ``times`` are the ring of
         :class:`~stream.engine.state.UserState` (``n_recent`` events ever written);
-        ``size``, when given, bounds every row involved (the item count).
+        ``size``, when given, bounds every row involved (the item count). Every
+        pair increment is also recorded in ``journal`` when one is given.
         """
         if weight <= 0:
             return
@@ -143,7 +147,12 @@ class Cooccurrence:
         self.totals.add(row, weight, at=at)
         needed = size if size is not None else max(row, max(rows, default=-1)) + 1
         self._reserve(needed)
-        cooc_learn(
+        if journal is None:
+            entries, n_entries = _NO_JOURNAL, -1
+        else:
+            journal.reserve(self.window)
+            entries, n_entries = journal.entries, journal.n
+        n_entries = cooc_learn(
             self.neighbour_rows,
             self.strengths,
             self.counts,
@@ -158,7 +167,59 @@ class Cooccurrence:
             self.window,
             self.session_gap,
             self.max_neighbours,
+            entries,
+            n_entries,
         )
+        if journal is not None:
+            journal.n = n_entries
+
+    def add_pairs(
+        self, firsts: np.ndarray, seconds: np.ndarray, amounts: np.ndarray, *, at: float
+    ) -> None:
+        """Add pair increments learned elsewhere, each valued at event time ``at``.
+
+        ``amounts[i]`` goes to ``firsts[i]``'s strength as a neighbour of
+        ``seconds[i]`` and the other way round, as :meth:`learn` does for each pair.
+        Item totals (the damping) are not touched: add them to :attr:`totals`.
+
+        >>> cooc = Cooccurrence(half_life=100.0, window=3, session_gap=60.0,
+        ...                     max_neighbours=5, damping=0.0)
+        >>> cooc.add_pairs(np.array([0]), np.array([1]), np.array([2.0]), at=100.0)
+        >>> cooc.neighbours(1, 5, now=200.0)
+        [(0, 1.0)]
+        """
+        if not len(firsts):
+            return
+        factor = self._factor(at)
+        self._reserve(int(max(firsts.max(), seconds.max())) + 1)
+        cooc_add_pairs(
+            self.neighbour_rows,
+            self.strengths,
+            self.counts,
+            firsts.astype(np.int64),
+            seconds.astype(np.int64),
+            amounts.astype(np.float64) * factor,
+            self.max_neighbours,
+        )
+
+    def kept_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every kept pair once, as ``(first, second, stored strength)`` with first < second.
+
+        A pair is kept in both rows' lists, with the same strength unless one side
+        pruned it meanwhile; the lower row's entry speaks for it, or the higher
+        row's when only that one is left.
+        """
+        size = len(self.counts)
+        in_use = np.arange(self.neighbour_rows.shape[1]) < self.counts[:, None]
+        rows = np.repeat(np.arange(size, dtype=np.int64), self.counts)
+        others = self.neighbour_rows[:size][in_use].astype(np.int64)
+        strengths = self.strengths[:size][in_use].astype(np.float64)
+        forward = rows < others
+        mirrored = np.isin(others * size + rows, rows[forward] * size + others[forward])
+        keep = forward | ~mirrored
+        first = np.minimum(rows, others)[keep]
+        second = np.maximum(rows, others)[keep]
+        return first, second, strengths[keep]
 
     def forget_item(self, row: int) -> None:
         if row < len(self.counts):
@@ -235,3 +296,99 @@ class Cooccurrence:
             self.scale_at(now),
             float(self.damping),
         )
+
+
+class PairJournal:
+    """Co-occurrence pair increments recorded as learned, until taken.
+
+    Entries are ``(first, second, amount, at)``: ``amount`` added to the pair in
+    both directions at event time ``at`` (before decay). :meth:`coalesced` sums
+    them per pair, valued at one reference time. Memory stays bounded when nobody
+    takes them: a full journal is coalesced in place, and past ``limit`` distinct
+    pairs only the ``limit // 2`` strongest are kept (the others are lost).
+
+    Parameters
+    ----------
+    half_life
+        Of the co-occurrence the increments belong to (to value them at one time).
+    limit
+        Most entries kept.
+
+    Examples
+    --------
+    >>> journal = PairJournal(half_life=10.0)
+    >>> journal.append(np.array([2, 1]), np.array([1, 2]), np.array([1.0, 1.0]), at=0.0)
+    >>> journal.append(np.array([3]), np.array([1]), np.array([4.0]), at=10.0)
+    >>> first, second, amount = journal.coalesced(at=10.0)
+    >>> first.tolist(), second.tolist(), amount.tolist()
+    ([1, 1], [2, 3], [1.0, 4.0])
+    """
+
+    def __init__(self, half_life: float, limit: int = 1 << 20) -> None:
+        self.half_life = half_life
+        self.limit = limit
+        self.entries = np.zeros((64, 4))
+        self.n = 0
+
+    def __getstate__(self) -> dict:
+        # Only the entries in use are state (the rest is capacity).
+        state = self.__dict__.copy()
+        state["entries"] = self.entries[: max(self.n, 1)].copy()
+        return state
+
+    def __len__(self) -> int:
+        return self.n
+
+    def reserve(self, count: int) -> None:
+        """Make room for ``count`` more entries."""
+        if self.n + count <= len(self.entries):
+            return
+        if self.n >= 1 << 16:
+            self._compact()
+        if self.n + count > len(self.entries) // 2:
+            capacity = max(2 * len(self.entries), self.n + count)
+            bigger = np.zeros((capacity, 4))
+            bigger[: self.n] = self.entries[: self.n]
+            self.entries = bigger
+
+    def append(
+        self, firsts: np.ndarray, seconds: np.ndarray, amounts: np.ndarray, *, at: float
+    ) -> None:
+        """Record increments of ``amounts`` (valued at ``at``) to pairs ``(firsts, seconds)``."""
+        self.reserve(len(firsts))
+        block = self.entries[self.n : self.n + len(firsts)]
+        block[:, 0] = firsts
+        block[:, 1] = seconds
+        block[:, 2] = amounts
+        block[:, 3] = at
+        self.n += len(firsts)
+
+    def coalesced(self, *, at: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Increments summed per pair, valued at event time ``at``: ``(first, second, amount)``.
+
+        ``first < second``; pairs sorted; amounts float64.
+        """
+        entries = self.entries[: self.n]
+        first = np.minimum(entries[:, 0], entries[:, 1]).astype(np.int64)
+        second = np.maximum(entries[:, 0], entries[:, 1]).astype(np.int64)
+        # Valued at ``at``: w * 2 ** ((t - at) / half_life); entries later than ``at`` grow.
+        amount = entries[:, 2] * np.exp2((entries[:, 3] - at) / self.half_life)
+        key = first * (int(second.max(initial=0)) + 1) + second
+        keys, position = np.unique(key, return_inverse=True)
+        sums = np.zeros(len(keys))
+        np.add.at(sums, position, amount)
+        starts = np.zeros(len(keys), dtype=np.int64)
+        starts[position] = np.arange(len(key))
+        return first[starts], second[starts], sums
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def _compact(self) -> None:
+        at = float(self.entries[: self.n, 3].max())
+        first, second, amount = self.coalesced(at=at)
+        if len(amount) > self.limit:
+            strongest = np.sort(np.argsort(-amount, kind="stable")[: self.limit // 2])
+            first, second, amount = first[strongest], second[strongest], amount[strongest]
+        self.n = 0
+        self.append(first, second, amount, at=at)

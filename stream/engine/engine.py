@@ -61,6 +61,7 @@ from stream.engine.features import (
     seed_weights,
     user_context,
 )
+from stream.engine.item_updates import ItemSync, ItemUpdates
 from stream.engine.kernels import lookup, top_picks_score, unseen_candidates
 from stream.engine.popularity import Popularity, top_rows
 from stream.engine.signals import event_weight, hour_bucket, normalise_device
@@ -183,6 +184,8 @@ class Engine:
         # they were computed on (bumped by every change that could alter features).
         self._features_for: tuple[Interaction, int, dict[str, float]] | None = None
         self._state_version = 0
+        # What of the item side has been shared with other engines (from the first take/apply).
+        self.item_sync: ItemSync | None = None
 
     def __repr__(self) -> str:
         return f"Engine({self.config!r})"
@@ -210,14 +213,23 @@ class Engine:
             user = self.users[user_id] = UserState(self.config.history_size)
         return user
 
-    def learn(self, event: Interaction) -> None:
+    def learn(self, event: Interaction, *, item_side: bool = True) -> None:
         """Update every sub-model with one event (in event-time order per user).
 
         The event is not modified. The skip model learns from the features the
         event had *before* this update (the same ones :meth:`predict_skip` saw).
+
+        With ``item_side=False`` only the user's side learns: history, counts,
+        taste, the user's latent factors and bias (against the item's, held
+        fixed), and this engine's skip model and Discover bandit. Item state --
+        popularity, co-occurrence, item factors and biases, River's global mean
+        -- is left exactly as it was (the item gets a row if new), and nothing
+        of the event appears in :meth:`take_item_updates`: for events whose item
+        side already arrived through :meth:`apply_item_updates`.
         """
         c = self.config
         items = self.items
+        sync = self.item_sync
         row = items.add(event.item_id)
         user = self._user(event.user_id)
         at = event.timestamp
@@ -237,19 +249,35 @@ class Engine:
         # Heavy rotation adds little to MF and drags it towards a few items: a repeat of
         # an item still in the user's recent history is not learned again, unless skipped.
         if is_skip or c.mf_learn_repeats or row not in user.recent_rows:
-            self.factors.learn(event.user_id, row, weight, may_sample=not user.has_seen(row))
-        self.popularity.learn(row, positive=not is_skip, at=at, device=event.device)
-        if not is_skip:
-            self.cooccurrence.learn_recent(
-                row,
-                weight,
-                at=at,
-                rows=user.recent_rows,
-                weights=user.recent_weights,
-                times=user.recent_times,
-                n_recent=user.n_recent,
-                size=len(items),
-            )
+            if item_side:
+                self.factors.learn(
+                    event.user_id,
+                    row,
+                    weight,
+                    may_sample=not user.has_seen(row),
+                    item_id=event.item_id,
+                    changed=None if sync is None else sync.mf_touched,
+                )
+            else:
+                self.factors.learn_user(
+                    event.user_id, row, weight, may_sample=not user.has_seen(row)
+                )
+        if item_side:
+            self.popularity.learn(row, positive=not is_skip, at=at, device=event.device)
+            if not is_skip:
+                self.cooccurrence.learn_recent(
+                    row,
+                    weight,
+                    at=at,
+                    rows=user.recent_rows,
+                    weights=user.recent_weights,
+                    times=user.recent_times,
+                    n_recent=user.n_recent,
+                    size=len(items),
+                    journal=None if sync is None else sync.journal,
+                )
+            if sync is not None:
+                sync.touched.add(row)
         if items.catalog[row] is not None:
             self.taste.learn(user, items, row, weight, at=at)
 
@@ -870,6 +898,50 @@ class Engine:
 
         return builder.row(TRENDING, "Trending now", entries())
 
+    # ================================================================== item replicas
+    def take_item_updates(self) -> ItemUpdates | None:
+        """Item-side changes this engine's own :meth:`learn` made since the previous take.
+
+        ``None`` when there are none. What :meth:`apply_item_updates` added is
+        never included, nor events learned with ``item_side=False``. The first
+        take of an engine includes everything it learned before (the whole
+        item side, for an engine that never applied updates). Taking is
+        cheap: its cost grows with the items changed since the last take, not
+        with the catalog (the first take copies the count vectors once).
+
+        A snapshot keeps this bookkeeping: a restored engine's next take holds
+        what the engine had learned but not yet taken at the snapshot, plus what
+        it learned since. Take (and publish) before a snapshot, so the snapshot
+        owes nothing.
+
+        See :mod:`stream.engine.item_updates` for what is sent and how exactly
+        replicas agree.
+        """
+        if self.item_sync is None:
+            self.item_sync = ItemSync.started(self)
+        return self.item_sync.take(self)
+
+    def apply_item_updates(self, updates: ItemUpdates) -> None:
+        """Add another engine's :meth:`take_item_updates` to this engine's item side.
+
+        Items named for the first time are created (with no catalog metadata);
+        items removed from the catalog here stay removed. Never apply an
+        engine's own updates, nor the same updates twice: they add up.
+
+        Raises
+        ------
+        ValueError
+            When the updates come from an engine configured differently
+            (half-lives, latent factors, hour buckets); nothing is changed then.
+        """
+        ItemSync.check(self, updates)
+        if self.item_sync is None:
+            self.item_sync = ItemSync.started(self)
+        self.item_sync.apply(self, updates)
+        self._state_version += 1
+        # Charts refresh by events learned: count the other engines' events too.
+        self.events_since_refresh += updates.n_events
+
     # ================================================================== state
     def snapshot(self) -> bytes:
         """The whole engine as bytes (a versioned pickle); see :meth:`restore`."""
@@ -894,7 +966,10 @@ class Engine:
         state["_features_for"] = None
         state["_release_array"] = None
         state.setdefault("_state_version", 0)  # snapshots from before the memo key
+        settle = "item_sync" not in state  # snapshots from before item updates
         self.__dict__.update(state)
+        if settle:
+            self.item_sync = ItemSync.settled(self)
 
     # ================================================================== moving users
     def export_users(self, user_ids: Iterable[str]) -> dict[str, Any]:

@@ -7,6 +7,11 @@ engine's :class:`~stream.engine.state.ItemIndex`, copying the rows River just
 updated after every ``learn_one``. Only rows River has actually learned are ever
 scored: River would silently create random factors for an id it has not seen.
 
+An item's initial latent factors are a pure function of the seed and the item's
+id (:meth:`FactorModel.initial_latents`), not of the order items were met in:
+engines that learn from different events start every item from the same point,
+so what each learned can be added up (see :mod:`stream.engine.item_updates`).
+
 Labels are the event's signal weight (a skip is a negative label), and each
 positive event also teaches a few sampled negatives (label 0) drawn uniformly
 from items the model knows, which is what keeps implicit-feedback MF from
@@ -24,10 +29,12 @@ scoring everything as liked.
 
 from __future__ import annotations
 
-import numpy as np
-from river import optim, reco
+import hashlib
 
-from stream.engine.kernels import mf_top_k
+import numpy as np
+from river import optim, reco, stats, utils
+
+from stream.engine.kernels import hashed_normals, mf_top_k
 from stream.engine.state import grown
 
 #: Positive events remembered for popularity-proportional negative sampling.
@@ -110,13 +117,15 @@ class FactorModel:
         return state
 
     # ------------------------------------------------------------------ learning
-    def _sync(self, row: int) -> None:
-        if row >= len(self.learned):
-            size = row + 1
+    def _reserve(self, size: int) -> None:
+        if size > len(self.learned):
             self.item_factors = grown(self.item_factors, size)
             self.item_bias = grown(self.item_bias, size)
             self.offset = grown(self.offset, size, -np.inf)
             self.learned = grown(self.learned, size, False)
+
+    def _sync(self, row: int) -> None:
+        self._reserve(row + 1)
         if not self.learned[row]:
             self.learned[row] = True
             self.learned_rows.append(row)
@@ -124,11 +133,23 @@ class FactorModel:
         self.item_bias[row] = self.river.i_biases[row]
         self.offset[row] = self.item_bias[row]
 
-    def learn(self, user_id: str, row: int, label: float, *, may_sample: bool = True) -> None:
+    def learn(
+        self,
+        user_id: str,
+        row: int,
+        label: float,
+        *,
+        may_sample: bool = True,
+        item_id: str | None = None,
+        changed: set[int] | None = None,
+    ) -> None:
         """One labelled (user, item) pair, plus sampled negatives after a positive.
 
         ``may_sample=False`` lets the caller forbid negatives (for example an item
-        the user has interacted with can't be a negative for them).
+        the user has interacted with can't be a negative for them). ``item_id``
+        keys the initial factors of an item new to the model (the row when
+        omitted); ``changed``, when given, receives every row whose item
+        parameters this call updated.
         """
         river = self.river
         # Latents in float32 (half the memory of River's float64 default; SGD updates them
@@ -136,32 +157,163 @@ class FactorModel:
         if user_id not in river.u_latents:
             river.u_latents[user_id] = self._fresh_latents()
         if row not in river.i_latents:
-            river.i_latents[row] = self._fresh_latents()
+            river.i_latents[row] = self.initial_latents(str(row) if item_id is None else item_id)
         river.learn_one(user_id, row, label)
         self._sync(row)
+        if changed is not None:
+            changed.add(row)
         if label <= 0 or not may_sample:
             return
+        for negative in self._negatives(row):
+            river.learn_one(user_id, negative, 0.0)
+            self._sync(negative)
+            if changed is not None:
+                changed.add(negative)
+
+    def learn_user(self, user_id: str, row: int, label: float, *, may_sample: bool = True) -> None:
+        """:meth:`learn` for the user's parameters only: the item side stays as it is.
+
+        The same SGD step on the user's bias and latent factors (and on those
+        against the sampled negatives), with the items' factors, biases and
+        River's global mean held fixed. Does nothing for an item the model has
+        no factors for.
+
+        >>> mf = FactorModel(n_factors=2, learning_rate=0.1, l2=0.0, init_sigma=0.1,
+        ...                  n_negatives=0, negative_every=1, seed=0)
+        >>> mf.learn("ann", 0, 1.0)
+        >>> before = mf.item_factors[0].copy(), mf.predict("bob", 0)
+        >>> mf.learn_user("bob", 0, 1.0)
+        >>> bool((mf.item_factors[0] == before[0]).all()), mf.predict("bob", 0) > before[1]
+        (True, True)
+        """
+        river = self.river
+        if row not in river.i_latents:
+            return
+        if user_id not in river.u_latents:
+            river.u_latents[user_id] = self._fresh_latents()
+        self._learn_user_step(user_id, row, label)
+        if label <= 0 or not may_sample:
+            return
+        for negative in self._negatives(row):
+            self._learn_user_step(user_id, negative, 0.0)
+
+    def _learn_user_step(self, user_id: str, row: int, label: float) -> None:
+        # River's learn_one (reco.BiasedMF) restricted to the user's parameters.
+        river = self.river
+        user_latents = river.u_latents[user_id]
+        item_latents = river.i_latents[row]
+        user_bias = river.u_biases[user_id]
+        prediction = (
+            river.global_mean.get()
+            + user_bias
+            + river.i_biases.get(row, 0.0)
+            + np.dot(user_latents, item_latents).item()
+        )
+        gradient = river.loss.gradient(label, prediction)
+        gradient = utils.math.clamp(
+            gradient, minimum=-river.clip_gradient, maximum=river.clip_gradient
+        )
+        river.u_bias_optimizer.step(river.u_biases, {user_id: gradient + river.l2_bias * user_bias})
+        river.u_latent_optimizer.step(
+            river.u_latents,
+            {user_id: gradient * item_latents + river.l2_latent * user_latents},
+        )
+
+    def _negatives(self, row: int) -> list[int]:
+        """Rows to learn as negatives after a positive event on ``row`` (often none)."""
         self.recent_positives[self.n_positives % _RECENT_POSITIVES] = row
         self.n_positives += 1
         if self.n_positives % self.negative_every:
-            return
+            return []
         n_known = len(self.learned_rows)
         if n_known < 2:
-            return
+            return []
+        negatives = []
         for _ in range(self.n_negatives):
             if self.negative_sampling == "popularity":
                 pool = min(self.n_positives, _RECENT_POSITIVES)
                 negative = int(self.recent_positives[int(self.rng.integers(pool))])
             else:
                 negative = self.learned_rows[int(self.rng.integers(n_known))]
-            if negative == row:
-                continue
-            self.river.learn_one(user_id, negative, 0.0)
-            self._sync(negative)
+            if negative != row:
+                negatives.append(negative)
+        return negatives
 
     def _fresh_latents(self) -> np.ndarray:
         latents: np.ndarray = self.river.latent_initializer(shape=self.n_factors)
         return latents.astype(np.float32)
+
+    def initial_latents(self, item_id: str) -> np.ndarray:
+        """The latent factors an item starts from: N(0, ``init_sigma``²), keyed by seed and id.
+
+        >>> mf = FactorModel(n_factors=3, learning_rate=0.05, l2=0.0, init_sigma=0.1,
+        ...                  n_negatives=1, negative_every=1, seed=0)
+        >>> first = mf.initial_latents("t1")
+        >>> first.dtype, bool((first == mf.initial_latents("t1")).all())
+        (dtype('float32'), True)
+        >>> bool((first == mf.initial_latents("t2")).any())
+        False
+        """
+        digest = hashlib.blake2b(f"{self.seed}\x00{item_id}".encode(), digest_size=8).digest()
+        key = np.uint64(int.from_bytes(digest, "little"))
+        return hashed_normals(key, self.n_factors, float(self.init_sigma))
+
+    # ------------------------------------------------------------------ replicas
+    def item_parameters(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """River's latent factors (float32) and biases (float64) of learned ``rows``."""
+        # The float32 mirror holds River's factors exactly; biases are River's float64.
+        biases = self.river.i_biases
+        return self.item_factors[rows], np.array([biases[row] for row in rows.tolist()])
+
+    def add_to_items(
+        self,
+        rows: np.ndarray,
+        item_ids: list[str],
+        latents: np.ndarray,
+        biases: np.ndarray,
+        *,
+        starts: np.ndarray | None = None,
+    ) -> None:
+        """Add ``latents[i]`` / ``biases[i]`` to the factors / bias of item ``rows[i]`` (distinct).
+
+        An item new to the model starts from ``starts[i]`` when given, else from
+        :meth:`initial_latents` of ``item_ids[i]``, and a zero bias, as it would
+        through :meth:`learn`.
+        """
+        if not len(rows):
+            return
+        river = self.river
+        i_latents, i_biases = river.i_latents, river.i_biases
+        self._reserve(int(rows.max()) + 1)
+        updated = np.empty((len(rows), self.n_factors), dtype=np.float32)
+        for i, row in enumerate(rows.tolist()):
+            current = i_latents.get(row)
+            if current is None:
+                start = self.initial_latents(item_ids[i]) if starts is None else starts[i]
+                current = i_latents[row] = start.astype(np.float32)  # a copy
+                i_biases[row] = 0.0
+            current += latents[i]
+            updated[i] = current
+            i_biases[row] += float(biases[i])
+            if not self.learned[row]:
+                self.learned[row] = True
+                self.learned_rows.append(row)
+        self.item_factors[rows] = updated
+        self.item_bias[rows] = [i_biases[row] for row in rows.tolist()]
+        self.offset[rows] = self.item_bias[rows]
+
+    def mean_state(self) -> tuple[float, float]:
+        """River's global mean as ``(weight, weighted sum of labels)``."""
+        mean = self.river.global_mean
+        return mean.n, mean.n * mean.get()
+
+    def add_to_mean(self, weight: float, total: float) -> None:
+        """Merge ``weight`` more labels summing to ``total`` into River's global mean."""
+        if weight <= 0:
+            return
+        other = stats.Mean()
+        other.update(total / weight, w=weight)
+        self.river.global_mean += other
 
     def forget_user(self, user_id: str) -> bool:
         found = user_id in self.river.u_latents

@@ -450,7 +450,9 @@ def cooc_learn(
     window: int,
     session_gap: float,
     max_neighbours: int,
-) -> None:
+    journal: np.ndarray,
+    journal_n: int,
+) -> int:
     """Pair a positive event on ``row`` with the user's previous events, in place.
 
     The previous events are a ring buffer (``n_recent`` ever written, the newest
@@ -459,6 +461,11 @@ def cooc_learn(
     silence longer than ``session_gap`` counts half, and farther predecessors
     less (see :class:`~stream.engine.cooccurrence.Cooccurrence`). ``factor`` is
     the forward-decay factor of ``at``.
+
+    With ``journal_n >= 0``, each pair is also written to row ``journal_n`` onwards
+    of ``journal`` as ``(row, other, amount, at)`` (the amount before ``factor``,
+    added to both directions); the caller guarantees ``window`` free rows. Returns
+    the new journal length (``journal_n`` unchanged when negative).
     """
     capacity = len(recent_rows)
     paired = 0
@@ -476,10 +483,40 @@ def cooc_learn(
         later_time = other_time
         if other_weight <= 0.0 or other == row:
             continue
-        amount = min(weight, other_weight) * session_factor / (1.0 + 0.5 * paired) * factor
-        _bump_pair(neighbours, strengths, counts, other, row, amount, max_neighbours)
-        _bump_pair(neighbours, strengths, counts, row, other, amount, max_neighbours)
+        amount = min(weight, other_weight) * session_factor / (1.0 + 0.5 * paired)
+        _bump_pair(neighbours, strengths, counts, other, row, amount * factor, max_neighbours)
+        _bump_pair(neighbours, strengths, counts, row, other, amount * factor, max_neighbours)
+        if journal_n >= 0:
+            journal[journal_n, 0] = row
+            journal[journal_n, 1] = other
+            journal[journal_n, 2] = amount
+            journal[journal_n, 3] = at
+            journal_n += 1
         paired += 1
+    return journal_n
+
+
+@njit(cache=True)
+def cooc_add_pairs(
+    neighbours: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    firsts: np.ndarray,
+    seconds: np.ndarray,
+    amounts: np.ndarray,
+    max_neighbours: int,
+) -> None:
+    """Add ``amounts[i]`` to the pair ``(firsts[i], seconds[i])`` in both directions.
+
+    The same per-pair update as :func:`cooc_learn` (``amounts`` already carry the
+    forward-decay factor), for pair increments learned elsewhere.
+    """
+    for i in range(len(firsts)):
+        first = firsts[i]
+        second = seconds[i]
+        amount = amounts[i]
+        _bump_pair(neighbours, strengths, counts, second, first, amount, max_neighbours)
+        _bump_pair(neighbours, strengths, counts, first, second, amount, max_neighbours)
 
 
 #: Entries of :func:`event_features` after the item features.
@@ -626,4 +663,42 @@ def event_features(
         taste_scale,
     )
     out[:N_ITEM_FEATURES] = features[0]
+    return out
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_SHIFT_30, _SHIFT_27, _SHIFT_31, _SHIFT_11 = (np.uint64(n) for n in (30, 27, 31, 11))
+
+
+@njit(cache=True)
+def _split_mix(state: np.uint64) -> tuple[np.uint64, float]:
+    # One SplitMix64 step: the next state and 53 of its output bits as a float in (0, 1].
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> _SHIFT_30)) * _MIX_1
+    z = (z ^ (z >> _SHIFT_27)) * _MIX_2
+    z = z ^ (z >> _SHIFT_31)
+    return state, (float(z >> _SHIFT_11) + 1.0) / 9007199254740992.0
+
+
+@njit(cache=True)
+def hashed_normals(key: np.uint64, n: int, sigma: float) -> np.ndarray:
+    """``n`` float32 draws of N(0, ``sigma``²), a pure function of the 64-bit ``key``.
+
+    SplitMix64 from ``key`` feeds Box-Muller: the same key gives the same vector
+    in every process (the initial latent factors of an item, whichever worker
+    creates them).
+    """
+    out = np.empty(n, dtype=np.float32)
+    state = np.uint64(key)
+    for i in range(0, n, 2):
+        state, first = _split_mix(state)
+        state, second = _split_mix(state)
+        radius = math.sqrt(-2.0 * math.log(first)) * sigma
+        angle = 2.0 * math.pi * second
+        out[i] = radius * math.cos(angle)
+        if i + 1 < n:
+            out[i + 1] = radius * math.sin(angle)
     return out

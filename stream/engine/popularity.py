@@ -105,6 +105,25 @@ class Popularity:
             counts = self.by_context[key] = DecayingVector(self.half_life)
         counts.add(row, 1.0, at=at)
 
+    def context_counts(self, bucket: int, device: str) -> tuple[tuple[int, str], DecayingVector]:
+        """The key and counts of context ``(bucket, device)``, created empty if new.
+
+        ``device`` is a device name as another engine keyed it (possibly
+        ``"other"``); a device beyond ``max_devices`` shares "other" here too.
+
+        >>> pop = Popularity(half_life=10.0, trending_half_life=1.0, trending_min_plays=1.0,
+        ...                  hour_buckets=4, max_devices=1)
+        >>> [pop.context_counts(0, device)[0] for device in ("tv", "mobile", "other")]
+        [(0, 'tv'), (0, 'other'), (0, 'other')]
+        """
+        if not 0 <= bucket < self.hour_buckets:
+            raise ValueError(f"hour bucket {bucket} outside 0..{self.hour_buckets - 1}")
+        key = (bucket, OTHER_DEVICE if device == OTHER_DEVICE else self._device(device))
+        counts = self.by_context.get(key)
+        if counts is None:
+            counts = self.by_context[key] = DecayingVector(self.half_life)
+        return key, counts
+
     def forget_item(self, row: int) -> None:
         for vector in (self.plays, self.recent_plays, self.skips, *self.by_context.values()):
             vector.forget(row)

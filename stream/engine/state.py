@@ -147,6 +147,22 @@ class DecayingVector:
             self.values = grown(self.values, row + 1)
         self.values[row] += weight * factor
 
+    def add_many(self, rows: np.ndarray, weights: np.ndarray, *, at: float) -> None:
+        """Add ``weights[i]`` to ``rows[i]``, each valued at event time ``at`` (rows distinct).
+
+        >>> counts = DecayingVector(half_life=10.0)
+        >>> counts.add_many(np.array([0, 2]), np.array([1.0, 4.0]), at=10.0)
+        >>> counts.value(0, now=20.0), counts.value(2, now=10.0)
+        (0.5, 4.0)
+        """
+        if not len(rows):
+            return
+        factor = self._factor(at)
+        size = int(rows.max()) + 1
+        if size > len(self.values):
+            self.values = grown(self.values, size)
+        self.values[rows] += weights * factor
+
     def scale(self, now: float) -> float:
         """Multiply stored values by this to read them at ``now``."""
         return decay_scale(self.origin, now, self.half_life)
