@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from stream.checkpoint import Checkpointer
 from stream.contracts import Rejection, encode_dead_letter
 from stream.engine import Engine, EngineConfig
 from stream.experiments import Experiment
+from stream.item_sharing import take_item_update
 from stream.metrics import PartitionProgress, WorkerMetrics
 from stream.pipeline import Pipeline
 from stream.settings import get_settings
@@ -48,14 +50,26 @@ def worker_pipeline() -> Pipeline:
     )
 
 
+def worker_name() -> str:
+    """This worker's name among the workers of its group: ``ENCORE_WORKER_ID``, else the
+    host name (one worker per host, e.g. a container)."""
+    return get_settings().worker_id or socket.gethostname()
+
+
 @functools.cache
 def worker_checkpointer() -> Checkpointer:
-    """Checkpoints of :func:`worker_pipeline` under the data dir."""
+    """Checkpoints of :func:`worker_pipeline` in the (shared) checkpoint directory.
+
+    Before each checkpoint the item updates learned so far are taken (and kept
+    with the checkpoint until delivered): see :mod:`stream.item_sharing`.
+    """
     settings = get_settings()
     return Checkpointer(
-        settings.data_dir / "checkpoints",
+        settings.checkpoint_dir or settings.data_dir / "checkpoints",
         worker_pipeline(),
         interval=settings.checkpoint_interval_seconds,
+        name=worker_name(),
+        before_write=lambda: take_item_update(worker_pipeline(), worker_name()),
     )
 
 

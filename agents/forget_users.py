@@ -31,7 +31,7 @@ async def forget_users(tp: TP, records: Sequence[Any]) -> None:
     pipeline = worker_pipeline()
     for record in records:
         # (key bytes = user_id, raw deletion request bytes)
-        outcome = pipeline.ingest_deletion(record.value, key=record.key)
+        outcome = pipeline.ingest_deletion(record.value, key=record.key, partition=record.partition)
         # DeletionRequest (user forgotten, their list out of the queue) | Rejection
         if isinstance(outcome, Rejection):
             await send_dead_letter(record, outcome)

@@ -26,6 +26,7 @@ async def learn_from_interactions(tp: TP, records: Sequence[Any]) -> None:
             key=record.key,
             event_type=event_type,
             produced_at=record.timestamp / 1000 if record.timestamp is not None else None,
+            source=(tp.topic, tp.partition, record.offset),
         )
         # Interaction (learned, user marked dirty) | Rejection
         if isinstance(outcome, Rejection):

@@ -1,4 +1,14 @@
-"""Keep the engine's catalog in step with the compacted catalog topic."""
+"""Keep the engine's catalog in step with the compacted catalog topic, in every worker.
+
+Any user may be recommended any item, so every worker reads every catalog
+partition from the beginning and then follows it (not a consumer-group agent).
+Once it has read what the topic held when it started, the catalog counts as read
+(``Pipeline.catalog_ready``): with ``ENCORE_UNKNOWN_ITEMS=reject``, events for
+items it does not list are rejected from then on. Read from the beginning after
+every restart too, so that also holds for a worker restored from a checkpoint.
+
+An invalid item becomes a dead letter from every worker that reads it.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +16,17 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from faust.types import TP
-
 from agents import send_dead_letter, worker_pipeline
 from stream.app import app
-from stream.catalog_progress import CatalogProgress
 from stream.contracts import Rejection
-from stream.topics import catalog_topic
+from stream.settings import get_settings
+from stream.topics import CATALOG
+from stream.whole_topic import WholeTopicReader
 
 logger = logging.getLogger(__name__)
 
-#: How far this process has read each catalog partition (for ENCORE_UNKNOWN_ITEMS=reject).
-catalog_progress = CatalogProgress()
 
-
-@app.batch_agent(catalog_topic)
-async def track_catalog(tp: TP, records: Sequence[Any]) -> None:
+async def apply_catalog(records: Sequence[Any]) -> None:
     pipeline = worker_pipeline()
     for record in records:
         # (key bytes, raw value bytes or None for a tombstone)
@@ -29,42 +34,22 @@ async def track_catalog(tp: TP, records: Sequence[Any]) -> None:
         # CatalogItem (upserted) | str (removed item id) | Rejection
         if isinstance(outcome, Rejection):
             await send_dead_letter(record, outcome)
-        catalog_progress.read(tp.partition, record.offset)
 
 
-@app.timer(interval=1.0, name="watch_catalog_progress")
+catalog_reader = WholeTopicReader(
+    get_settings().topic_name(CATALOG.base_name), get_settings().aiokafka_options(), apply_catalog
+)
+
+
+@app.task
+async def track_catalog() -> None:
+    await catalog_reader.follow()
+
+
+@app.timer(interval=0.5, name="watch_catalog_progress")
 async def watch_catalog_progress() -> None:
-    """With unknown items rejected: tell the pipeline once the whole catalog has been read."""
+    """Tell the pipeline once the catalog as it was at start-up has been read."""
     pipeline = worker_pipeline()
-    if pipeline.unknown_items != "reject" or pipeline.catalog_ready:
-        return
-    name = catalog_topic.get_topic_name()
-    try:
-        n_partitions = app.consumer.topic_partitions(name)
-        owned = [tp for tp in app.consumer.assignment() if tp.topic == name]
-        if not n_partitions or len(owned) < n_partitions:
-            return  # not assigned yet, or another worker reads part of the catalog
-        earliest = await app.consumer.earliest_offsets(*owned)
-        ends = await app.consumer.highwaters(*owned)
-    except Exception as error:  # noqa: BLE001 - e.g. mid-rebalance: try again next tick
-        logger.warning("catalog progress unknown (%r); will retry", error)
-        return
-    if catalog_progress.complete(
-        n_partitions,
-        earliest={tp.partition: offset for tp, offset in earliest.items()},
-        ends={tp.partition: offset for tp, offset in ends.items()},
-    ):
+    if not pipeline.catalog_ready and catalog_reader.caught_up_with_start:
         pipeline.catalog_ready = True
-        logger.info("catalog read: events for items not in it are now rejected")
-
-
-@app.on_partitions_revoked.connect
-async def forget_revoked_catalog_partitions(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-    """A catalog partition moved: this worker may miss its new items, so stop rejecting."""
-    name = catalog_topic.get_topic_name()
-    lost = [tp for tp in revoked if tp.topic == name]
-    for tp in lost:
-        catalog_progress.forget(tp.partition)
-    if lost and worker_pipeline().catalog_ready:
-        worker_pipeline().catalog_ready = False
-        logger.warning("catalog partitions revoked: unknown items are accepted from now on")
+        logger.info("catalog read (%d items)", pipeline.catalog_items)

@@ -8,13 +8,15 @@ project's commands (``kafka``, ``topics``, ``simulate``, ``tail``, ``evaluate``,
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import faust
+from faust.types import TP
 
 from stream.batching import BatchHandler, BatchProgress, BatchTransport
 from stream.checkpoint import Checkpointer
+from stream.item_sharing import ITEM_UPDATE_MAX_BYTES
 from stream.settings import Settings, get_settings
 
 
@@ -60,6 +62,12 @@ class EncoreApp(faust.App):
         self.checkpointer: Checkpointer | None = None
         #: Called once before the consumer starts (agents restore their state here).
         self.open_state: Callable[[], None] | None = None
+        #: Awaited when partitions were assigned, before their records are processed
+        #: (the state takes over the users of newly assigned partitions here).
+        self.on_assigned: Callable[[set[TP]], Awaitable[None]] | None = None
+        #: Awaited after the checkpoint written on revocation and stop (the item updates
+        #: it took are delivered here, before another worker takes the partitions over).
+        self.on_revoking: Callable[[], Awaitable[None]] | None = None
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -127,6 +135,8 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         # Lists are published on a short timer; do not hold them back in the producer.
         producer_linger=0.0,
+        # Item updates (one message per worker and second) can be large.
+        producer_max_request_size=ITEM_UPDATE_MAX_BYTES,
         # Large fetches feed the batch handlers (chunks of batch_chunk_size).
         broker_max_poll_records=5000,
         broker_session_timeout=settings.session_timeout_seconds,

@@ -255,6 +255,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 await self.commit_positions(positions)
         except Exception as error:  # noqa: BLE001 - the last checkpoint still holds
             self.log.warning("checkpoint before stop/revoke failed: %r", error)
+        if self.app.on_revoking is not None:
+            try:
+                await self.app.on_revoking()
+            except Exception as error:  # noqa: BLE001 - sent again after the next checkpoint
+                self.log.warning("after-checkpoint step on stop/revoke failed: %r", error)
 
     async def on_stop(self) -> None:
         await self._checkpoint_and_commit()
@@ -284,6 +289,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 )
             )
         return progress
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        if self.app.on_assigned is not None:
+            await self.app.on_assigned(assigned)
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if self.app.checkpointer is not None:

@@ -1,4 +1,4 @@
-"""Checkpoints: a worker's whole state and the input offsets it covers, on local disk.
+"""Checkpoints: a worker's state and the input offsets it covers, in a shared directory.
 
 The engine lives in memory (no table write per event on the hot path), so a
 crash would lose what it learned. Every few seconds the worker writes a
@@ -9,6 +9,16 @@ written. After a crash the worker restores the latest checkpoint, Kafka
 redelivers from the committed offsets, and the worker skips records below the
 checkpoint's positions: every event is in the state exactly once, whatever
 point the crash hit (a checkpoint written but not yet committed included).
+
+Several workers (one consumer group) share the directory, one file each
+(``<worker name>.ckpt``; a small JSON header lists the positions, so a file's
+coverage is read without loading it). When a partition is assigned to a worker
+(:meth:`Checkpointer.adopt`), the file with the furthest positions for it - the
+previous owner's last checkpoint, or the revocation checkpoint it wrote before
+letting go - is loaded and that partition's users are moved into this worker's
+state (:meth:`Pipeline.import_partitions`); users of partitions it no longer has
+are dropped. That is how user state moves with partitions when workers join,
+leave or die.
 
 Writing does not stop the worker: it forks, and the child pickles the state as
 it was at the fork (copy-on-write pages), writes it to a temporary file,
@@ -24,11 +34,13 @@ This module has no Faust import: the worker's glue is in ``agents`` and
 >>> directory = Path(tempfile.mkdtemp())
 >>> pipeline = Pipeline(Engine(EngineConfig(seed=0)))
 >>> pipeline.advance("plays", 3, 42)
->>> checkpoints = Checkpointer(directory, pipeline, interval=5.0)
+>>> checkpoints = Checkpointer(directory, pipeline, interval=5.0, name="w1")
 >>> checkpoints.write_now()
 {('plays', 3): 42}
+>>> read_header(directory / "w1.ckpt").positions
+{('plays', 3): 42}
 >>> fresh = Pipeline(Engine(EngineConfig(seed=0)))
->>> Checkpointer(directory, fresh, interval=5.0).restore(), fresh.position("plays", 3)
+>>> Checkpointer(directory, fresh, interval=5.0, name="w1").restore(), fresh.position("plays", 3)
 (True, 42)
 """
 
@@ -41,20 +53,84 @@ import gc
 import logging
 import os
 import signal
+import struct
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
+from stream.engine import Engine
 from stream.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.bin"
+CHECKPOINT_SUFFIX = ".ckpt"
+_MAGIC = b"ENCORECK"
+_HEADER_LENGTH = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
 
 Positions = dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class CheckpointHeader:
+    """What a checkpoint file covers, readable without loading the state."""
+
+    path: Path
+    worker: str
+    written_at: float
+    positions: Positions
+
+    def progress(self, partition: int) -> int:
+        """How far this checkpoint got in ``partition`` (sum over its topics; 0 if absent).
+
+        Offsets only grow, so of two checkpoints holding a partition the one with
+        the larger sum is the later owner's, or the same owner's later state.
+        """
+        return sum(offset for (_, p), offset in self.positions.items() if p == partition)
+
+
+def _encode_header(worker: str, positions: Positions) -> bytes:
+    header = orjson.dumps(
+        {
+            "worker": worker,
+            "written_at": time.time(),
+            "positions": [
+                [topic, partition, offset] for (topic, partition), offset in positions.items()
+            ],
+        }
+    )
+    return _MAGIC + _HEADER_LENGTH.pack(len(header)) + header
+
+
+def read_header(path: Path) -> CheckpointHeader | None:
+    """The header of the checkpoint at ``path``; ``None`` (logged) if it is not one."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(len(_MAGIC) + _HEADER_LENGTH.size)
+            if len(start) < len(_MAGIC) + _HEADER_LENGTH.size or not start.startswith(_MAGIC):
+                raise ValueError("not an Encore checkpoint")
+            (length,) = _HEADER_LENGTH.unpack(start[len(_MAGIC) :])
+            header = orjson.loads(file.read(length))
+        positions = {(str(t), int(p)): int(o) for t, p, o in header["positions"]}
+        return CheckpointHeader(path, str(header["worker"]), float(header["written_at"]), positions)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+        logger.warning("ignoring checkpoint %s: %s", path, error)
+        return None
+
+
+def read_state(path: Path) -> bytes:
+    """The pipeline snapshot stored in the checkpoint at ``path``."""
+    data = path.read_bytes()
+    if not data.startswith(_MAGIC):
+        raise ValueError(f"{path} is not an Encore checkpoint")
+    (length,) = _HEADER_LENGTH.unpack_from(data, len(_MAGIC))
+    return data[len(_MAGIC) + _HEADER_LENGTH.size + length :]
 
 
 @dataclass
@@ -105,11 +181,17 @@ class Checkpointer:
     Parameters
     ----------
     directory
-        Where the checkpoint file lives (created if missing).
+        Where checkpoint files live (created if missing); shared by the workers of
+        a consumer group.
     pipeline
         Whose state is saved and restored.
     interval
         Seconds between the starts of two checkpoints (at most one is written at a time).
+    name
+        This worker's name: its file is ``<name>.ckpt``. Unique among the workers
+        sharing ``directory``, and the same after a restart.
+    before_write
+        Called just before the state is copied for a checkpoint.
     clock
         Monotonic clock (a fake in tests).
     """
@@ -120,13 +202,19 @@ class Checkpointer:
         pipeline: Pipeline,
         *,
         interval: float,
+        name: str = "worker",
+        before_write: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"a checkpoint name must be a plain file name, got {name!r}")
         self.directory = Path(directory)
         self.pipeline = pipeline
         self.interval = interval
+        self.name = name
+        self.before_write = before_write
         self.clock = clock
-        self.path = self.directory / CHECKPOINT_FILE
+        self.path = self.directory / f"{name}{CHECKPOINT_SUFFIX}"
         self._writer: _Writer | None = None
         self._last_started = clock()
         self.written = 0
@@ -136,15 +224,37 @@ class Checkpointer:
         self.restored = 0
         self.restored_events: int | None = None
         self.restore_seconds: float | None = None
+        self.partitions_adopted = 0
+        self.users_adopted = 0
+        self.users_dropped = 0
+        self.last_adopt_seconds: float | None = None
 
     # ------------------------------------------------------------------ restore
+    def headers(self) -> list[CheckpointHeader]:
+        """Headers of every checkpoint in the directory (this worker's included)."""
+        found = []
+        for path in sorted(self.directory.glob(f"*{CHECKPOINT_SUFFIX}")):
+            header = read_header(path)
+            if header is not None:
+                found.append(header)
+        return found
+
     def restore(self) -> bool:
-        """Load the latest checkpoint into the pipeline; ``False`` if there is none."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return False
+        """Load this worker's checkpoint into the pipeline; ``False`` if there is none.
+
+        A worker without a checkpoint of its own starts from the newest one in the
+        directory: its item replica (popularity, co-occurrence, item factors) and
+        the item-update offsets it covers; :meth:`adopt` then keeps only the users
+        of the partitions this worker is given.
+        """
+        path = self.path
+        if read_header(path) is None:
+            others = sorted(self.headers(), key=lambda header: header.written_at)
+            if not others:
+                return False
+            path = others[-1].path
         started = time.perf_counter()
+        data = read_state(path)
         with _gc_paused():
             self.pipeline.restore(data)
         self.restored += 1
@@ -152,13 +262,59 @@ class Checkpointer:
         self.restore_seconds = time.perf_counter() - started
         logger.info(
             "restored checkpoint %s (%d bytes, %d users, %d events) in %.2fs",
-            self.path,
+            path,
             len(data),
             len(self.pipeline.engine.users),
             self.restored_events,
             self.restore_seconds,
         )
         return True
+
+    def adopt(self, partitions: set[int]) -> dict[int, str]:
+        """Make the state hold exactly the users of ``partitions`` (this worker's now).
+
+        For each partition, the checkpoint that got furthest in it (any worker's) is
+        compared with this state; if it is ahead, the partition's users are taken
+        from it (replacing what this state had of them). Users of other partitions
+        are dropped. Returns, per partition taken over, the file it came from.
+
+        Call it between records, after the partitions were assigned and before
+        their records are processed.
+        """
+        started = time.perf_counter()
+        pipeline = self.pipeline
+        mine = {p: self._progress(p) for p in partitions}
+        best: dict[int, CheckpointHeader] = {}
+        for header in self.headers():
+            for p in partitions:
+                if header.progress(p) > max(mine[p], best[p].progress(p) if p in best else 0):
+                    best[p] = header
+        by_file: dict[Path, set[int]] = {}
+        for p, header in best.items():
+            by_file.setdefault(header.path, set()).add(p)
+        taken: dict[int, str] = {}
+        for path, taken_partitions in by_file.items():
+            donor = Pipeline(Engine())
+            with _gc_paused():
+                donor.restore(read_state(path))
+                users = pipeline.import_partitions(donor.export_partitions(taken_partitions))
+            self.users_adopted += users
+            self.partitions_adopted += len(taken_partitions)
+            for p in taken_partitions:
+                taken[p] = path.name
+            logger.info(
+                "took over partitions %s from %s: %d users",
+                sorted(taken_partitions),
+                path.name,
+                users,
+            )
+        held = {p for p in pipeline.user_partitions.values()} | {p for _, p in pipeline.positions}
+        self.users_dropped += pipeline.drop_partitions(held - partitions)
+        self.last_adopt_seconds = time.perf_counter() - started
+        return taken
+
+    def _progress(self, partition: int) -> int:
+        return sum(o for (_, p), o in self.pipeline.positions.items() if p == partition)
 
     # ------------------------------------------------------------------ write
     @property
@@ -178,6 +334,8 @@ class Checkpointer:
         """
         if self._writer is not None:
             raise RuntimeError("a checkpoint is already being written")
+        if self.before_write is not None:
+            self.before_write()
         positions = dict(self.pipeline.positions)
         self._last_started = self.clock()
         if not hasattr(os, "fork"):
@@ -190,7 +348,7 @@ class Checkpointer:
             try:
                 _die_with_parent(parent)
                 gc.disable()  # a child that exits after one pickle: no cycles worth finding
-                self._write(self.pipeline.snapshot())
+                self._write(positions, self.pipeline.snapshot())
                 code = 0
             except BaseException:  # noqa: BLE001 - reported to the parent by the exit code
                 traceback.print_exc()
@@ -245,12 +403,14 @@ class Checkpointer:
         """Write a checkpoint synchronously, in this process (benchmarks, doctests)."""
         self.wait()
         self._last_started = self.clock()
+        if self.before_write is not None:
+            self.before_write()
         return self._write_here(dict(self.pipeline.positions))
 
     def _write_here(self, positions: Positions) -> Positions:
         started = time.perf_counter()
         with _gc_paused():
-            self._write(self.pipeline.snapshot())
+            self._write(positions, self.pipeline.snapshot())
         return self._finished(positions, started)
 
     def _finished(self, positions: Positions, started: float) -> Positions:
@@ -262,11 +422,12 @@ class Checkpointer:
             self.last_bytes = None
         return positions
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, positions: Positions, data: bytes) -> None:
         """Atomically replace the checkpoint file (temp file, fsync, rename, fsync dir)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f".{CHECKPOINT_FILE}.{os.getpid()}"
+        temporary = self.directory / f".{self.path.name}.{os.getpid()}"
         with open(temporary, "wb") as file:
+            file.write(_encode_header(self.name, positions))
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
@@ -287,4 +448,8 @@ class Checkpointer:
             "checkpoints_restored": self.restored,
             "restored_events": self.restored_events,
             "restore_seconds": self.restore_seconds,
+            "partitions_adopted": self.partitions_adopted,
+            "users_adopted": self.users_adopted,
+            "users_dropped": self.users_dropped,
+            "last_adopt_seconds": self.last_adopt_seconds,
         }

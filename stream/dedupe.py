@@ -45,6 +45,27 @@ class RecentIds:
             self._members.discard(self._order.popleft())
         return True
 
+    def merge(self, other: RecentIds) -> int:
+        """Add ``other``'s ids (oldest first) to this window; how many were new here.
+
+        When a partition moves between workers, its events' ids move with it.
+
+        >>> mine, theirs = RecentIds(), RecentIds()
+        >>> _ = mine.add("a"), theirs.add("a"), theirs.add("b")
+        >>> mine.merge(theirs), "b" in mine, len(mine)
+        (1, True, 2)
+        """
+        added = 0
+        members, order = self._members, self._order
+        for digest in other._order:  # noqa: SLF001 - same class
+            if digest not in members:
+                members.add(digest)
+                order.append(digest)
+                added += 1
+        while len(order) > self.capacity:
+            members.discard(order.popleft())
+        return added
+
     def __contains__(self, event_id: object) -> bool:
         return isinstance(event_id, str) and _digest(event_id) in self._members
 

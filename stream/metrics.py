@@ -114,6 +114,10 @@ class Freshness:
             recent.append((at, seconds))
         return len(pending)
 
+    def forget(self, user_id: str) -> None:
+        """Stop timing ``user_id``'s pending events (their partition moved to another worker)."""
+        self._pending.pop(user_id, None)
+
     def quantiles(self, qs: Sequence[float] = (0.5, 0.99)) -> dict[str, Any]:
         """p50/p99 (by default) of samples delivered in the last ``window_seconds``.
 

@@ -71,7 +71,7 @@ _NOBODY = ""
 
 logger = logging.getLogger(__name__)
 
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2
 
 
 class Pipeline:
@@ -189,6 +189,26 @@ class Pipeline:
         #: Per input partition ``(topic, partition)``, the next offset whose record is
         #: not reflected in this state yet (see :meth:`advance` and :mod:`stream.checkpoint`).
         self.positions: dict[tuple[str, int], int] = {}
+        #: user_id -> the partition their events come from (events are keyed by user):
+        #: whose state moves when a partition moves to another worker (stream.handover).
+        self.user_partitions: dict[str, int] = {}
+        #: Per input partition, the next offset whose *item-side* effects (popularity,
+        #: co-occurrence, item factors) are not in this engine's item replica yet: learned
+        #: here, or received from the worker that learned them (stream.item_sharing).
+        #: Records below it but at or above :attr:`positions` are learned user-side only.
+        self.item_positions: dict[tuple[str, int], int] = {}
+        #: Input partitions whose item-side effects were learned here since the last
+        #: item update was taken (stream.item_sharing): what that update covers.
+        self.item_partitions_learned: set[tuple[str, int]] = set()
+        #: item-updates partition -> next offset to read (the replica includes the rest)
+        self.item_update_offsets: dict[int, int] = {}
+        #: Item updates taken from the engine but not yet acknowledged by the broker,
+        #: by sequence number (sent again after a restart: receivers drop what they have).
+        self.pending_item_updates: dict[int, bytes] = {}
+        self.item_update_sequence = 0
+        self.item_updates_sent = 0
+        self.item_updates_applied = 0
+        self.item_updates_skipped = 0
 
     def ingest_event(
         self,
@@ -197,17 +217,30 @@ class Pipeline:
         key: bytes | None,
         event_type: EventType,
         produced_at: float | None = None,
+        source: tuple[str, int, int] | None = None,
     ) -> Interaction | Rejection:
         """Learn from one message of the topic for ``event_type``, or say why it was rejected.
 
         ``produced_at`` is the message's Kafka timestamp (epoch seconds), the start
-        of the event's freshness.
+        of the event's freshness. ``source`` is the message's ``(topic, partition,
+        offset)``: the user's partition is remembered, and a record whose item-side
+        effects this worker's replica already has (:attr:`item_positions`) is learned
+        for the user only.
         """
         outcome = self._admit(raw, key=key, event_type=event_type)
         if isinstance(outcome, Rejection):
             self.rejected[outcome.reason] += 1
             return outcome
-        failure = self._apply(self.engine.learn, outcome)
+        item_side = True
+        if source is not None:
+            topic, partition, offset = source
+            self.user_partitions[outcome.user_id] = partition
+            item_side = offset >= self.item_positions.get((topic, partition), 0)
+            if item_side:
+                self.item_positions[(topic, partition)] = offset + 1
+                self.item_partitions_learned.add((topic, partition))
+        learn = self.engine.learn if item_side else self._learn_user_side
+        failure = self._apply(learn, outcome)
         if failure is not None:
             return failure  # not remembered as seen: a replay after the fix is learned
         self._recent_ids.add(outcome.event_id)
@@ -221,6 +254,9 @@ class Pipeline:
         if self.first_event_processed_at is None:
             self.first_event_processed_at = self.last_event_processed_at
         return outcome
+
+    def _learn_user_side(self, event: Interaction) -> None:
+        self.engine.learn(event, item_side=False)
 
     def _admit(
         self, raw: bytes | None, *, key: bytes | None, event_type: EventType
@@ -301,9 +337,11 @@ class Pipeline:
         return outcome
 
     def ingest_deletion(
-        self, raw: bytes | None, *, key: bytes | None
+        self, raw: bytes | None, *, key: bytes | None, partition: int | None = None
     ) -> DeletionRequest | Rejection:
         """Apply one message of the deletions topic (:meth:`forget`), or say why it was rejected.
+
+        ``partition`` is the message's partition (the user's: requests are keyed by user).
 
         A request dated further ahead of the worker's clock than ``max_event_future``
         is refused (it would refuse the user's events until then). An old request is
@@ -323,6 +361,8 @@ class Pipeline:
             self.rejected[outcome.reason] += 1
             return outcome
         request = outcome
+        if partition is not None:
+            self.user_partitions[request.user_id] = partition
         failure = self._apply(lambda r: self.forget(r.user_id, at=r.requested_at), request)
         return request if failure is None else failure
 
@@ -359,8 +399,13 @@ class Pipeline:
                 if at >= horizon:
                     break
                 del self.forgotten[oldest]
+                if not self.engine.known_user(oldest):
+                    self.user_partitions.pop(oldest, None)
         while len(self.forgotten) > self.forgotten_users_max:
-            del self.forgotten[next(iter(self.forgotten))]
+            oldest = next(iter(self.forgotten))
+            del self.forgotten[oldest]
+            if not self.engine.known_user(oldest):
+                self.user_partitions.pop(oldest, None)
             self.forgotten_evicted += 1
             logger.warning(
                 "over %d forgotten users: the oldest deletion is no longer enforced "
@@ -515,6 +560,76 @@ class Pipeline:
         """The next offset of ``topic``/``partition`` not reflected in this state, if known."""
         return self.positions.get((topic, partition))
 
+    # ------------------------------------------------------------------ partitions
+    def users_of(self, partitions: set[int]) -> list[str]:
+        """Users whose events come from ``partitions`` (forgotten users included)."""
+        return [user for user, p in self.user_partitions.items() if p in partitions]
+
+    def export_partitions(self, partitions: set[int]) -> dict[str, Any]:
+        """Everything this pipeline keeps about the users of ``partitions``, portable to
+        another worker's pipeline (item ids, not this engine's rows), with the input
+        positions it covers. See :meth:`import_partitions`.
+        """
+        users = self.users_of(partitions)
+        known = [user for user in users if self.engine.known_user(user)]
+        return {
+            "partitions": sorted(partitions),
+            "user_partitions": {user: self.user_partitions[user] for user in users},
+            "engine": self.engine.export_users(known),
+            "history": self._history.export_users(known),
+            "context": {u: self._user_context[u] for u in users if u in self._user_context},
+            "forgotten": {u: self.forgotten[u] for u in users if u in self.forgotten},
+            "dirty": [user for user in users if user in self._dirty],
+            "positions": {
+                tp: offset for tp, offset in self.positions.items() if tp[1] in partitions
+            },
+            # not partitioned: the whole window goes (ids of other partitions are harmless)
+            "recent_ids": self._recent_ids,
+        }
+
+    def import_partitions(self, exported: dict[str, Any]) -> int:
+        """Take over the users of another worker's :meth:`export_partitions`.
+
+        Whatever this pipeline held of those partitions is dropped first; their
+        input positions become the exporter's (records below them are in the
+        imported state). The item replica and :attr:`item_positions` stay this
+        worker's own. The exporter's de-dup window is merged into this one.
+        Returns how many users were imported.
+        """
+        partitions = set(exported["partitions"])
+        self.drop_partitions(partitions)
+        self.user_partitions.update(exported["user_partitions"])
+        imported = self.engine.import_users(exported["engine"])
+        self._history.import_users(exported["history"])
+        self._user_context.update(exported["context"])
+        for user, at in exported["forgotten"].items():
+            self.forgotten[user] = max(at, self.forgotten.get(user, at))
+        self._bound_forgotten()
+        for user in exported["dirty"]:
+            self._dirty[user] = None
+        self.positions.update(exported["positions"])
+        self._recent_ids.merge(exported["recent_ids"])
+        return imported
+
+    def drop_partitions(self, partitions: set[int]) -> int:
+        """Free what is kept about the users of ``partitions`` (now another worker's) and
+        forget the positions: a worker that gets them back takes the newest state there
+        is (stream.handover). Returns how many users were dropped."""
+        if not partitions:
+            return 0
+        users = self.users_of(partitions)
+        self.engine.drop_users(users)
+        self._history.drop_users(users)
+        for user in users:
+            del self.user_partitions[user]
+            self._user_context.pop(user, None)
+            self._dirty.pop(user, None)
+            self.forgotten.pop(user, None)
+            self.freshness.forget(user)
+        for tp in [tp for tp in self.positions if tp[1] in partitions]:
+            del self.positions[tp]
+        return len(users)
+
     _STATE = (
         "_catalog_ids",
         "_recent_ids",
@@ -533,6 +648,12 @@ class Pipeline:
         "metrics",
         "_history",
         "_user_context",
+        "user_partitions",
+        "item_positions",
+        "item_partitions_learned",
+        "item_update_offsets",
+        "pending_item_updates",
+        "item_update_sequence",
     )
 
     def snapshot(self) -> bytes:
@@ -623,6 +744,14 @@ class Pipeline:
             "users_forgotten": len(self.forgotten),
             "forgotten_evicted": self.forgotten_evicted,
             "tombstones_published": self.tombstones_published,
+            "item_updates": {
+                "sent": self.item_updates_sent,
+                "applied": self.item_updates_applied,
+                "skipped": self.item_updates_skipped,
+                "pending": len(self.pending_item_updates),
+            },
+            "users_held": len(self.engine.users),
+            "partitions_held": sorted(set(self.user_partitions.values())),
             "first_event_processed_at": self.first_event_processed_at,
             "last_event_processed_at": self.last_event_processed_at,
             "curation": {

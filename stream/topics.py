@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from stream.app import app
+from stream.item_sharing import ITEM_UPDATE_MAX_BYTES
 from stream.models import EventType
 from stream.settings import Settings, get_settings
 
@@ -22,6 +23,10 @@ from stream.settings import Settings, get_settings
 class TopicSpec:
     base_name: str
     compacted: bool = False
+    #: fixed partition count (``None``: ENCORE_PARTITIONS)
+    partitions: int | None = None
+    #: extra topic configs
+    configs: tuple[tuple[str, str], ...] = ()
 
 
 PLAYS = TopicSpec("plays")
@@ -37,6 +42,12 @@ DELETIONS = TopicSpec("deletions")
 CURATION = TopicSpec("curation", compacted=True)
 WRAPPED_REQUESTS = TopicSpec("wrapped-requests")
 WRAPPED = TopicSpec("wrapped")
+#: What each worker learned about items from its own users (popularity, co-occurrence,
+#: item factors), as additive updates every worker applies (stream.item_sharing). One
+#: partition: one order for everyone; messages may be large (an update per second).
+ITEM_UPDATES = TopicSpec(
+    "item-updates", partitions=1, configs=(("max.message.bytes", str(ITEM_UPDATE_MAX_BYTES)),)
+)
 ALL_TOPICS = (
     PLAYS,
     SKIPS,
@@ -48,6 +59,7 @@ ALL_TOPICS = (
     CURATION,
     WRAPPED_REQUESTS,
     WRAPPED,
+    ITEM_UPDATES,
 )
 EVENT_TOPICS = {EventType.PLAY: PLAYS, EventType.SKIP: SKIPS, EventType.REPLAY: REPLAYS}
 
@@ -67,12 +79,12 @@ _settings = get_settings()
 plays_topic = _declare(PLAYS, _settings)
 skips_topic = _declare(SKIPS, _settings)
 replays_topic = _declare(REPLAYS, _settings)
-catalog_topic = _declare(CATALOG, _settings)
 recommendations_topic = _declare(RECOMMENDATIONS, _settings)
 dead_letters_topic = _declare(DEAD_LETTERS, _settings)
 deletions_topic = _declare(DELETIONS, _settings)
-# curation is not declared for Faust: every worker reads all of it with its own
-# group-less consumer (agents/apply_curation_rules.py)
+# curation, catalog and item-updates are not declared for Faust: every worker reads all
+# of them with its own group-less consumer (agents/apply_curation_rules.py,
+# agents/track_catalog.py, agents/share_item_updates.py)
 wrapped_requests_topic = _declare(WRAPPED_REQUESTS, _settings)
 wrapped_topic = _declare(WRAPPED, _settings)
 
@@ -97,9 +109,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
         wanted = [
             NewTopic(
                 settings.topic_name(spec.base_name),
-                num_partitions=settings.partitions,
+                num_partitions=spec.partitions or settings.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                topic_configs={
+                    **({"cleanup.policy": "compact"} if spec.compacted else {}),
+                    **dict(spec.configs),
+                },
             )
             for spec in ALL_TOPICS
             if settings.topic_name(spec.base_name) not in existing

@@ -17,11 +17,10 @@ import agents
 from agents.forget_users import forget_users
 from agents.learn_from_interactions import learn_from_interactions
 from agents.publish_recommendations import publish_dirty_lists
-from agents.track_catalog import track_catalog
+from agents.track_catalog import apply_catalog
 from stream.app import app
 from stream.contracts import decode_recommendation_list, format_time
 from stream.topics import (
-    catalog_topic,
     dead_letters_topic,
     deletions_topic,
     plays_topic,
@@ -45,7 +44,7 @@ class Record:
 def records(
     topic, *messages: tuple[bytes | None, bytes | None], timestamp: int | None = None
 ) -> tuple[TP, list[Record]]:
-    name = topic.get_topic_name()
+    name = topic if isinstance(topic, str) else topic.get_topic_name()
     return TP(name, 0), [
         Record(name, 0, offset, key, value, timestamp)
         for offset, (key, value) in enumerate(messages)
@@ -265,14 +264,13 @@ async def test_catalog_items_tombstones_and_bad_items(pipeline, sent):
         "duration_ms": 200_000,
         "release_date": "2026-11-01",
     }
-    await track_catalog(
-        *records(
-            catalog_topic,
-            (b"t-1", orjson.dumps(item)),
-            (b"t-1", orjson.dumps({**item, "duration_ms": "long"})),
-            (b"t-1", None),
-        )
+    _, catalog_records = records(
+        "catalog",
+        (b"t-1", orjson.dumps(item)),
+        (b"t-1", orjson.dumps({**item, "duration_ms": "long"})),
+        (b"t-1", None),
     )
+    await apply_catalog(catalog_records)
     letters = _dead_letters(sent)
     assert [(letter["reason"], letter["field"]) for letter in letters] == [
         ("schema_violation", "data.duration_ms")
