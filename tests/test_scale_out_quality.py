@@ -1,7 +1,7 @@
 """Two workers recommend as well as one: prequential recall@10 from the published lists.
 
 The same simulated stream (catalog first, then events at a steady rate, fixed
-seed) goes through one worker and then through two workers of one group (8
+seed, users taking turns) goes through one worker and then through two workers of one group (8
 partitions, item updates shared through Kafka). A reader of ``recommendations``
 scores every positive event of a user on an item new to them against the latest
 list published for that user before the event was produced
@@ -29,9 +29,29 @@ from stream.simulator import World, WorldConfig
 pytestmark = pytest.mark.broker
 
 PARTITIONS = 8
-EVENTS = 16_000
-RATE = 1_500.0
+EVENTS = 12_000
+RATE = 500.0  # each event is a different user's: a list each (this 2-core machine)
 TOLERANCE = 0.10
+
+
+def _spread(events: list) -> list:
+    """Each user's events in their order, users taking turns: a user's next event comes
+    a few hundred events later (as tracks take minutes), so a list can be published in
+    between, as in real traffic; the simulator's sessions come in bursts."""
+    by_user: dict[str, list] = {}
+    for event in events:
+        by_user.setdefault(event.user_id, []).append(event)
+    queues = [iter(user_events) for user_events in by_user.values()]
+    spread = []
+    while queues:
+        still = []
+        for queue in queues:
+            event = next(queue, None)
+            if event is not None:
+                spread.append(event)
+                still.append(queue)
+        queues = still
+    return spread
 
 
 def _get(port: str, path: str) -> dict:
@@ -79,7 +99,7 @@ async def _run(base: dict[str, str], bootstrap: str, tmp_path: Path, n_workers: 
         for n in range(n_workers)
     ]
     logs = [tmp_path / suffix / f"w{n}.log" for n in range(n_workers)]
-    world = World.generate(WorldConfig(n_users=300, n_items=1_500, seed=5))
+    world = World.generate(WorldConfig(n_users=400, n_items=1_500, seed=5))
     recall = ListRecall(k=10)
     processes = [start_worker(env, log) for env, log in zip(envs, logs, strict=True)]
     stop = asyncio.Event()
@@ -99,7 +119,7 @@ async def _run(base: dict[str, str], bootstrap: str, tmp_path: Path, n_workers: 
             await producer.flush()
             await asyncio.sleep(2.0)  # every worker reads the catalog before the events
             started = time.perf_counter()
-            for index, event in enumerate(world.events(EVENTS)):
+            for index, event in enumerate(_spread(list(world.events(EVENTS)))):
                 at = time.time()
                 event = dataclasses.replace(event, timestamp=at, event_id=f"q-{index}")
                 topic = f"{prefix}{event.type.value}s"
@@ -140,6 +160,6 @@ async def test_two_workers_recommend_within_ten_percent_of_one(worker_env, tmp_p
     assert sum(two["events_by_worker"]) == EVENTS
     assert min(two["events_by_worker"]) > 0, "both workers learned from their own users"
     assert min(two["item_updates_applied"]) > 0, "and applied each other's item updates"
-    assert one["counted"] > 5_000 and two["counted"] > 5_000
+    assert one["counted"] > 1_500 and two["counted"] > 1_500
     assert one["recall"] > 0.02, "the lists must be better than nothing to compare"
     assert two["recall"] >= (1 - TOLERANCE) * one["recall"]
