@@ -10,6 +10,12 @@ Memory is measured with ``tracemalloc`` as the growth when adding users (each
 with 20 events on already known, popular items) and items (catalog entry plus a
 play) to an already trained engine, i.e. the marginal cost beyond a fixed base,
 broken down by the module that allocated it.
+
+``--take-every N`` also prices item updates (scale-out, issue 7): a second engine
+learns the same events alongside, chunk by chunk in alternation with the first
+(so both see the same machine load), and takes and encodes its item updates
+every N events; the learn µs/event of both, their ratio and the take/encode cost
+are printed. ``--learn-only`` stops after the learn figures.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stream.engine import Engine, EngineConfig  # noqa: E402
+from stream.engine.item_updates import decode_item_updates, encode_item_updates  # noqa: E402
 from stream.models import CatalogItem, EventType, Interaction  # noqa: E402
 from stream.simulator import World, WorldConfig  # noqa: E402
 
@@ -48,6 +55,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--take-every",
+        type=int,
+        default=0,
+        help="also time an engine that takes item updates every N events (0: no)",
+    )
+    parser.add_argument("--learn-only", action="store_true", help="stop after learn figures")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -61,16 +75,21 @@ def main() -> None:
     engine = Engine(EngineConfig(seed=args.seed))
     for item in world.catalog:
         engine.upsert_item(item)
-    cpu = time.process_time_ns()
-    wall = time.perf_counter_ns()
-    for event in events:
-        engine.learn(event)
-    learn_cpu = (time.process_time_ns() - cpu) / len(events) / 1_000
-    learn_wall = (time.perf_counter_ns() - wall) / len(events) / 1_000
-    print(
-        f"learn: {learn_cpu:.1f} µs/event CPU ({learn_wall:.1f} µs wall), "
-        f"{1e6 / learn_cpu:,.0f} events/s"
-    )
+    if args.take_every > 0:
+        learn_with_item_updates(engine, world, events, args.seed, args.take_every)
+    else:
+        cpu = time.process_time_ns()
+        wall = time.perf_counter_ns()
+        for event in events:
+            engine.learn(event)
+        learn_cpu = (time.process_time_ns() - cpu) / len(events) / 1_000
+        learn_wall = (time.perf_counter_ns() - wall) / len(events) / 1_000
+        print(
+            f"learn: {learn_cpu:.1f} µs/event CPU ({learn_wall:.1f} µs wall), "
+            f"{1e6 / learn_cpu:,.0f} events/s"
+        )
+    if args.learn_only:
+        return
 
     rng = np.random.default_rng(args.seed)
     active = [u for u, state in engine.users.items() if state.n_events >= 5]
@@ -159,6 +178,81 @@ def main() -> None:
         f"snapshot: {len(engine.snapshot()) / 1e6:.1f} MB for {len(engine.users):,} users, "
         f"{len(engine.items):,} items"
     )
+
+
+def learn_with_item_updates(
+    engine: Engine, world: World, events: list[Interaction], seed: int, every: int
+) -> None:
+    """Learn ``events`` into ``engine`` and into a twin that takes item updates every ``every``.
+
+    Chunks of up to 250 events alternate between the two (CPU time of each summed),
+    so that both run under the same load of a shared machine; which of the two
+    learns a chunk first alternates too. Whichever engine is *created* second
+    learns ~10% slower here even when the two are identical (memory layout), so
+    this runs twice, the recording engine created second and then first, and
+    reports both ratios and their geometric mean, which cancels that bias.
+    """
+    ratios = []
+    for sharing_first in (False, True):
+        if sharing_first:
+            sharing = _fresh_engine(world, seed)
+            plain = _fresh_engine(world, seed)
+        else:
+            plain, sharing = engine, _fresh_engine(world, seed)
+        replica = _fresh_engine(world, seed)  # applies what ``sharing`` takes
+        sharing.take_item_updates()  # the first take copies the count vectors: not per event
+        replica.take_item_updates()
+        plain_ns = sharing_ns = take_ns = encode_ns = apply_ns = 0
+        n_bytes = n_takes = 0
+        step = min(every, 250)
+        for start in range(0, len(events), every):
+            for part in range(start, min(start + every, len(events)), step):
+                chunk = events[part : part + step]
+                first_plain = (part // step + n_takes) % 2
+                for learner in (plain, sharing) if first_plain else (sharing, plain):
+                    c0 = time.process_time_ns()
+                    for event in chunk:
+                        learner.learn(event)
+                    spent = time.process_time_ns() - c0
+                    if learner is plain:
+                        plain_ns += spent
+                    else:
+                        sharing_ns += spent
+            c0 = time.process_time_ns()
+            updates = sharing.take_item_updates()
+            c1 = time.process_time_ns()
+            data = b"" if updates is None else encode_item_updates(updates)
+            c2 = time.process_time_ns()
+            if updates is not None:
+                replica.apply_item_updates(decode_item_updates(data))
+            take_ns += c1 - c0
+            encode_ns += c2 - c1
+            apply_ns += time.process_time_ns() - c2
+            n_bytes += len(data)
+            n_takes += 1
+        plain_us = plain_ns / len(events) / 1_000
+        shared_us = sharing_ns / len(events) / 1_000
+        ratios.append(shared_us / plain_us)
+        print(
+            f"learn ({'recording engine created first' if sharing_first else 'plain first'}): "
+            f"{plain_us:.1f} µs/event CPU without item updates, {shared_us:.1f} µs/event "
+            f"recording them (x{ratios[-1]:.3f}); every {every:,} events: "
+            f"take {take_ns / n_takes / 1e6:.2f} ms + encode {encode_ns / n_takes / 1e6:.2f} ms "
+            f"CPU ({(take_ns + encode_ns) / len(events) / 1_000:.1f} µs/event), "
+            f"{n_bytes / n_takes / 1e3:,.0f} kB per update; decode + apply "
+            f"{apply_ns / n_takes / 1e6:.2f} ms CPU ({apply_ns / len(events) / 1_000:.1f} µs/event)"
+        )
+    print(
+        f"learn: recording item updates costs x{(ratios[0] * ratios[1]) ** 0.5:.3f} "
+        "(geometric mean of the two orders)"
+    )
+
+
+def _fresh_engine(world: World, seed: int) -> Engine:
+    engine = Engine(EngineConfig(seed=seed))
+    for item in world.catalog:
+        engine.upsert_item(item)
+    return engine
 
 
 if __name__ == "__main__":

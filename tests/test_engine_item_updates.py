@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import copy
+import pickle
 import zlib
 
 import numpy as np
@@ -472,12 +472,26 @@ def test_snapshot_keeps_what_was_not_taken_yet(world, events) -> None:
     assert restored.take_item_updates() is None
 
 
+def test_snapshots_keep_bases_only_where_not_yet_taken(world, events) -> None:
+    sharing, alone = fresh(world), fresh(world)
+    for event in events[:3_000]:
+        sharing.learn(event)
+        alone.learn(event)
+    sharing.take_item_updates()  # the bases now copy every count vector and item factor
+    for event in events[3_000:3_050]:
+        sharing.learn(event)
+        alone.learn(event)
+    assert len(sharing.snapshot()) < 1.05 * len(alone.snapshot())
+
+
 def test_snapshots_from_before_item_updates_owe_nothing(world, events) -> None:
     engine = fresh(world)
     for event in events[:500]:
         engine.learn(event)
-    old = copy.copy(engine)
-    del old.__dict__["item_sync"]  # as pickled by code from before item updates
+    state = pickle.loads(pickle.dumps(engine.__getstate__()))
+    del state["item_sync"]  # as pickled by code from before item updates
+    old = Engine.__new__(Engine)
+    old.__setstate__(state)
     restored = Engine.restore(old.snapshot())
     assert restored.item_sync is not None
     assert restored.take_item_updates() is None

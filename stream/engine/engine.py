@@ -961,6 +961,13 @@ class Engine:
             raise TypeError(f"snapshot holds a {type(engine).__name__}, not an Engine")
         return engine
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if self.item_sync is not None:
+            # Item-update bases equal the values except where not yet taken: only that is kept.
+            state["item_sync"] = self.item_sync.packed(self)
+        return state
+
     def __setstate__(self, state: dict) -> None:
         # Caches are not state: a restored engine starts without them.
         state["_features_for"] = None
@@ -970,6 +977,8 @@ class Engine:
         self.__dict__.update(state)
         if settle:
             self.item_sync = ItemSync.settled(self)
+        elif self.item_sync is not None:
+            self.item_sync.unpack(self)
 
     # ================================================================== moving users
     def export_users(self, user_ids: Iterable[str]) -> dict[str, Any]:

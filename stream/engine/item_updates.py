@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import math
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
@@ -420,6 +421,14 @@ def _rows_array(rows: set[int]) -> np.ndarray:
     return np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
 
 
+def _padded(values: np.ndarray, size: int) -> np.ndarray:
+    """A copy of ``values`` cut or padded with zeros to ``size`` rows."""
+    out = np.zeros(size)
+    n = min(size, len(values))
+    out[:n] = values[:n]
+    return out
+
+
 class ItemSync:
     """What of one engine's item-side state its updates have already carried.
 
@@ -434,7 +443,11 @@ class ItemSync:
     Bases of the decayed counts are full copies of the count vectors (made at
     the first take), in the vectors' forward-decay frame; the factor base holds
     the taken factors of each item, and otherwise stands for the item's initial
-    factors (recomputed from seed and id when needed).
+    factors (recomputed from seed and id when needed). A base differs from the
+    engine's value only on the rows changed since the last take, so a pickle
+    keeps just those differences (:meth:`packed`, :meth:`unpack`, called by the
+    engine's pickling): snapshots grow with the changes not yet taken, not with
+    the catalog.
     """
 
     def __init__(self, half_life: float) -> None:
@@ -451,6 +464,8 @@ class ItemSync:
         self.has_base = np.zeros(0, dtype=bool)
         self.n_taken = 0
         self.n_applied = 0
+        # Set on a packed copy only (for pickling): what the bases hold beyond the engine's values.
+        self.pending: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -488,6 +503,58 @@ class ItemSync:
         sync.factor_base[learned], sync.bias_base[learned] = engine.factors.item_parameters(learned)
         sync.has_base[learned] = True
         return sync
+
+    # ------------------------------------------------------------------ pickling
+    def packed(self, engine: Engine) -> ItemSync:
+        """A copy of this bookkeeping without the bases, for pickling with ``engine``.
+
+        Only the rows changed since the last take keep their bases;
+        :meth:`unpack` rebuilds the rest from the engine's values (everywhere
+        else the base equals the value, bit for bit: applies add the same to both).
+        """
+        size = len(engine.items)
+        rows = _rows_array(self.touched)
+        counts = {}
+        for key, vector in self._vectors(engine):
+            counts[key] = self._base(key, vector, size)[rows]
+        factor_rows = _rows_array(self.mf_touched)
+        self._reserve_factors(engine, size)
+        packed = copy.copy(self)
+        packed.bases = {}
+        packed.factor_base = np.zeros((0, engine.factors.n_factors), dtype=np.float32)
+        packed.bias_base = np.zeros(0)
+        packed.has_base = np.zeros(0, dtype=bool)
+        packed.pending = {
+            "rows": rows,
+            "counts": counts,
+            "factor_rows": factor_rows,
+            "factor_base": self.factor_base[factor_rows],
+            "bias_base": self.bias_base[factor_rows],
+            "has_base": self.has_base[factor_rows],
+        }
+        return packed
+
+    def unpack(self, engine: Engine) -> None:
+        """Rebuild the bases of a :meth:`packed` copy, now that ``engine`` is restored."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        size = len(engine.items)
+        rows = pending["rows"]
+        for key, vector in self._vectors(engine):
+            base = _padded(vector.values, size)
+            kept = pending["counts"].get(key)
+            base[rows] = 0.0 if kept is None else kept  # a vector new since: base 0
+            self.bases[key] = (base, vector.origin)
+        factors = engine.factors
+        self._reserve_factors(engine, size)
+        learned = np.array(factors.learned_rows, dtype=np.int64)
+        self.factor_base[learned], self.bias_base[learned] = factors.item_parameters(learned)
+        self.has_base[learned] = True
+        factor_rows = pending["factor_rows"]
+        self.factor_base[factor_rows] = pending["factor_base"]
+        self.bias_base[factor_rows] = pending["bias_base"]
+        self.has_base[factor_rows] = pending["has_base"]
 
     # ------------------------------------------------------------------ take
     def take(self, engine: Engine) -> ItemUpdates | None:
