@@ -33,6 +33,7 @@ Usage::
     .venv/bin/python bench/run.py                  # the full run, a few minutes
     .venv/bin/python bench/run.py --quick          # small sizes, a smoke run
     .venv/bin/python bench/run.py --broker 127.0.0.1:9092 --skip-memory
+    .venv/bin/python bench/run.py --phases worker_backlog,paced   # the backlog, then those
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ from bench.common import (  # noqa: E402
 DEFAULT_OUTPUT_DIR = ROOT / "bench" / "results"
 PARTITIONS: Final = 8
 BARE_FAUST_MODES: Final = ("events", "take_events")
+#: What runs after the backlog is built (``--phases``); paced uses worker_backlog's maximum.
+PHASES: Final = ("ceilings", "worker_backlog", "paced", "memory")
 
 # The issue's targets: one worker process on this 2-core machine, broker alongside.
 TARGET_EVENTS_PER_SECOND: Final = 20_000.0
@@ -107,6 +110,7 @@ class BenchConfig:
     skip_memory: bool = False
     memory_publish: bool = False
     bare_faust_modes: tuple[str, ...] = BARE_FAUST_MODES
+    phases: tuple[str, ...] = PHASES
 
 
 QUICK = BenchConfig(
@@ -173,6 +177,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--bare-faust-modes",
         help=f"comma-separated bare Faust modes (default {','.join(BARE_FAUST_MODES)})",
     )
+    parser.add_argument(
+        "--phases",
+        help=f"comma-separated phases to run after the backlog (default {','.join(PHASES)})",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--broker", help="host:port of a running broker (default: start a local one)"
@@ -220,6 +228,12 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         if unknown:
             raise SystemExit(f"unknown bare Faust modes {sorted(unknown)}; use {BARE_FAUST_MODES}")
         given["bare_faust_modes"] = modes
+    if args.phases:
+        phases = tuple(phase.strip() for phase in args.phases.split(",") if phase.strip())
+        unknown = set(phases) - set(PHASES)
+        if unknown:
+            raise SystemExit(f"unknown phases {sorted(unknown)}; use {PHASES}")
+        given["phases"] = phases
     return dataclasses.replace(base, **given)
 
 
@@ -312,20 +326,26 @@ def build_backlog(config: BenchConfig) -> Backlog:
     )
 
 
+def backlog_messages(topics: BenchTopics, backlog: Backlog, n_events: int) -> list[Message]:
+    """The catalog, then the first ``n_events`` backlog events, on ``topics``."""
+    from bench.worker_runs import catalog_messages
+
+    messages = catalog_messages(topics, backlog.catalog)
+    messages += [
+        (topics.name(base_name), key, value)
+        for base_name, key, value in backlog.event_messages[:n_events]
+    ]
+    return messages
+
+
 def produce_backlog(
     bootstrap: str, topics: BenchTopics, backlog: Backlog, n_events: int
 ) -> dict[str, Any]:
     """Create ``topics`` and produce the catalog and the first ``n_events`` backlog events."""
-    from bench.worker_runs import catalog_messages
 
     async def produce() -> int:
         await create_topics(bootstrap, topics, PARTITIONS)
-        messages = catalog_messages(topics, backlog.catalog)
-        messages += [
-            (topics.name(base_name), key, value)
-            for base_name, key, value in backlog.event_messages[:n_events]
-        ]
-        return await produce_all(bootstrap, messages)
+        return await produce_all(bootstrap, backlog_messages(topics, backlog, n_events))
 
     started = time.perf_counter()
     count = asyncio.run(produce())
@@ -505,20 +525,28 @@ def run_phases(phases: Phases, bootstrap: str, config: BenchConfig, work_dir: Pa
 
     if phases.run("backlog", backlog) is None:
         return  # nothing to measure without it
-    phases.run(
-        "raw_aiokafka", lambda: run_raw_aiokafka(bootstrap, topics.event_topics, config.events)
-    )
-    for mode in config.bare_faust_modes:
+    if "ceilings" in config.phases:
         phases.run(
-            f"bare_faust_{mode}",
-            lambda mode=mode: measure_bare_faust(
-                bootstrap, topics.event_topics, config.events, mode, work_dir
-            ),
+            "raw_aiokafka",
+            lambda: run_raw_aiokafka(bootstrap, topics.event_topics, config.events),
         )
-    phases.run("worker_backlog", lambda: worker_backlog_phase(bootstrap, topics, config, work_dir))
+        for mode in config.bare_faust_modes:
+            phases.run(
+                f"bare_faust_{mode}",
+                lambda mode=mode: measure_bare_faust(
+                    bootstrap, topics.event_topics, config.events, mode, work_dir
+                ),
+            )
+    if "worker_backlog" in config.phases:
+        phases.run(
+            "worker_backlog", lambda: worker_backlog_phase(bootstrap, topics, config, work_dir)
+        )
     maximum = worker_maximum(phases.figures)
-    phases.run("paced", lambda: paced_phase(bootstrap, made["backlog"], config, maximum, work_dir))
-    if not config.skip_memory:
+    if "paced" in config.phases:
+        phases.run(
+            "paced", lambda: paced_phase(bootstrap, made["backlog"], config, maximum, work_dir)
+        )
+    if "memory" in config.phases and not config.skip_memory:
         phases.run("memory", lambda: memory_phase(bootstrap, config, work_dir))
 
 
@@ -710,7 +738,8 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
             + ("" if run["worker_caught_up"] else f" ({run['worker_backlog_at_stop']:,} left)"),
             "-" if idle is None else f"{idle:.0%}",
         )
-    console.print(paced)
+    if paced.row_count:  # not when --phases left the paced runs out
+        console.print(paced)
     probe = _figure(figures, "paced", "kafka_round_trip", "ms")
     if probe:
         console.print(

@@ -147,3 +147,7 @@ def test_options_override_the_quick_sizes():
     assert run.config_from(run.parse_args([])) == run.BenchConfig()
     with pytest.raises(SystemExit):
         run.config_from(run.parse_args(["--bare-faust-modes", "values"]))
+    config = run.config_from(run.parse_args(["--phases", "paced, memory"]))
+    assert config.phases == ("paced", "memory")
+    with pytest.raises(SystemExit):
+        run.config_from(run.parse_args(["--phases", "pace"]))
