@@ -841,7 +841,13 @@ def print_scale_out(console: Any, figures: dict[str, Any], shares: dict[str, Any
         notes.append(
             f"{label}: {run['events_before_window']:,} of {run['events']:,} events accepted "
             "while the backlog was produced (not in accepted/s)"
-            + ("" if run["complete"] else "; unfinished in the time limit")
+            + ("" if run["complete"] else "; events unfinished in the time limit")
+            + (
+                f"; lists unfinished in the time limit "
+                f"({run['users_waiting_for_a_list_at_stop']:,} users waiting)"
+                if run["complete"] and not run["lists_drained"]
+                else ""
+            )
             + (
                 "; the group rebalanced during the run"
                 if run["assignment_changed_during_run"]

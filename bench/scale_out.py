@@ -232,21 +232,31 @@ async def measure_group_drain(
     in_window = [now - before for now, before in zip(accepted, start["accepted"], strict=True)]
 
     end_to_end_seconds = None
+    lists_drained = False
     if complete:
-        remaining = max(10.0, deadline - time.monotonic())
-        drained = await asyncio.gather(
-            *(worker.wait_until_lists_drained(remaining) for worker in workers)
+        # The lists get a time limit of their own: publishing is slower than ingest.
+        outcomes = await asyncio.gather(
+            *(worker.wait_until_lists_drained(time_limit) for worker in workers),
+            return_exceptions=True,
         )
-        samples = [stats for _, stats in drained]
-        # From the first event any worker accepted (its own wall clock stamp: production
-        # was still running then) to the last list; the drain times are monotonic.
-        last_list = max(at for at, _ in drained) + (time.time() - time.monotonic())
-        first_event = min(
-            stats["first_event_processed_at"]
-            for stats in samples
-            if stats["first_event_processed_at"]
-        )
-        end_to_end_seconds = last_list - first_event
+        drained = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, WorkerRunFailed):
+                raise outcome
+        lists_drained = len(drained) == len(workers)
+        if lists_drained:
+            samples = [stats for _, stats in drained]
+            # From the first event any worker accepted (its own wall clock stamp: production
+            # was still running then) to the last list; the drain times are monotonic.
+            last_list = max(at for at, _ in drained) + (time.time() - time.monotonic())
+            first_event = min(
+                stats["first_event_processed_at"]
+                for stats in samples
+                if stats["first_event_processed_at"]
+            )
+            end_to_end_seconds = last_list - first_event
+        else:
+            samples = await _sample(workers)
 
     per_worker = []
     for index, (worker, stats) in enumerate(zip(workers, samples, strict=True)):
@@ -280,6 +290,10 @@ async def measure_group_drain(
         "end_to_end_seconds": None if end_to_end_seconds is None else round(end_to_end_seconds, 3),
         "end_to_end_events_per_second": (
             None if end_to_end_seconds is None else per_second(total_accepted, end_to_end_seconds)
+        ),
+        "lists_drained": lists_drained,
+        "users_waiting_for_a_list_at_stop": sum(
+            stats["users_waiting_for_a_list"] for stats in samples
         ),
         "lists_published": sum(worker["lists_published"] for worker in per_worker),
         "cpu_share_of_one_core": round((sum(cpu_end) - sum(start["cpu"])) / window, 2),

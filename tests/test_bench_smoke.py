@@ -120,6 +120,7 @@ def test_scale_out_runs_drain_the_whole_backlog_with_every_worker(results, phase
     assert run["workers"] == workers and run["events"] == 3000
     assert run["messages_produced"] == 3000 + 300  # the same events and catalog each run
     assert run["complete"] and not run["assignment_changed_during_run"]
+    assert run["lists_drained"] and run["users_waiting_for_a_list_at_stop"] == 0
     assert run["events_accepted"] == 3000  # nothing lost, nothing learned twice
     assert run["events_before_window"] + run["events_in_window"] == 3000
     assert run["ingest_events_per_second"] > 0 and run["end_to_end_events_per_second"] > 0
