@@ -742,7 +742,8 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
         or f"{backlog.get('lists_published', 0):,} lists, "
         f"{backlog.get('events_per_list', 0):.1f} events/list",
     )
-    console.print(throughput)
+    if raw_figure or backlog or any(f"bare_faust_{mode}" in figures for mode in BARE_FAUST_MODES):
+        console.print(throughput)  # not when --phases left all of them out
     if backlog and not backlog.get("error"):
         idle = backlog.get("machine_idle_share")
         console.print(
