@@ -21,6 +21,11 @@ or ``--broker``):
    list's arrival - the produce time of its ``last_event_id``.
 5. **Memory.** A third fresh worker: RSS at rest, after a 50,000-item catalog and
    after events of 100,000 new users -> bytes per item and per user.
+6. **Scale-out.** The same catalog and events, drained by one worker and then by
+   two workers of one consumer group (fresh topics and group per run; distinct
+   ``ENCORE_WORKER_ID``, web port and data dir, one shared checkpoint dir):
+   events/s of each, the ratio, and each worker's partitions and CPU
+   (:mod:`bench.scale_out`).
 
 It prints a table with PASS/FAIL per target and writes the figures, targets,
 ratios, git commit and machine facts to ``bench/results/<timestamp>.json`` and
@@ -33,6 +38,7 @@ Usage::
     .venv/bin/python bench/run.py                  # the full run, a few minutes
     .venv/bin/python bench/run.py --quick          # small sizes, a smoke run
     .venv/bin/python bench/run.py --broker 127.0.0.1:9092 --skip-memory
+    .venv/bin/python bench/run.py --phases scale_out   # the backlog, then one phase
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ from bench.common import (  # noqa: E402
 DEFAULT_OUTPUT_DIR = ROOT / "bench" / "results"
 PARTITIONS: Final = 8
 BARE_FAUST_MODES: Final = ("events", "take_events")
+#: What runs after the backlog is built (``--phases``); paced uses worker_backlog's maximum.
+PHASES: Final = ("ceilings", "worker_backlog", "paced", "memory", "scale_out")
 
 # The issue's targets: one worker process on this 2-core machine, broker alongside.
 TARGET_EVENTS_PER_SECOND: Final = 20_000.0
@@ -86,6 +94,8 @@ TARGET_MEMORY_ITEMS: Final = 50_000
 TARGET_BYTES_PER_USER: Final = 2 * 1024
 TARGET_BYTES_PER_ITEM: Final = 1 * 1024
 PACED_SHARE_OF_MAX: Final = 0.8
+#: Figure names of the scale-out runs, by worker count.
+SCALE_OUT_PHASES: Final = {1: "scale_out_one_worker", 2: "scale_out_two_workers"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,7 @@ class BenchConfig:
     skip_memory: bool = False
     memory_publish: bool = False
     bare_faust_modes: tuple[str, ...] = BARE_FAUST_MODES
+    phases: tuple[str, ...] = PHASES
 
 
 QUICK = BenchConfig(
@@ -173,6 +184,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--bare-faust-modes",
         help=f"comma-separated bare Faust modes (default {','.join(BARE_FAUST_MODES)})",
     )
+    parser.add_argument(
+        "--phases",
+        help=f"comma-separated phases to run after the backlog (default {','.join(PHASES)})",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--broker", help="host:port of a running broker (default: start a local one)"
@@ -220,6 +235,12 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         if unknown:
             raise SystemExit(f"unknown bare Faust modes {sorted(unknown)}; use {BARE_FAUST_MODES}")
         given["bare_faust_modes"] = modes
+    if args.phases:
+        phases = tuple(phase.strip() for phase in args.phases.split(",") if phase.strip())
+        unknown = set(phases) - set(PHASES)
+        if unknown:
+            raise SystemExit(f"unknown phases {sorted(unknown)}; use {PHASES}")
+        given["phases"] = phases
     return dataclasses.replace(base, **given)
 
 
@@ -312,20 +333,26 @@ def build_backlog(config: BenchConfig) -> Backlog:
     )
 
 
+def backlog_messages(topics: BenchTopics, backlog: Backlog, n_events: int) -> list[Message]:
+    """The catalog, then the first ``n_events`` backlog events, on ``topics``."""
+    from bench.worker_runs import catalog_messages
+
+    messages = catalog_messages(topics, backlog.catalog)
+    messages += [
+        (topics.name(base_name), key, value)
+        for base_name, key, value in backlog.event_messages[:n_events]
+    ]
+    return messages
+
+
 def produce_backlog(
     bootstrap: str, topics: BenchTopics, backlog: Backlog, n_events: int
 ) -> dict[str, Any]:
     """Create ``topics`` and produce the catalog and the first ``n_events`` backlog events."""
-    from bench.worker_runs import catalog_messages
 
     async def produce() -> int:
         await create_topics(bootstrap, topics, PARTITIONS)
-        messages = catalog_messages(topics, backlog.catalog)
-        messages += [
-            (topics.name(base_name), key, value)
-            for base_name, key, value in backlog.event_messages[:n_events]
-        ]
-        return await produce_all(bootstrap, messages)
+        return await produce_all(bootstrap, backlog_messages(topics, backlog, n_events))
 
     started = time.perf_counter()
     count = asyncio.run(produce())
@@ -484,6 +511,27 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
     return result
 
 
+def scale_out_phase(
+    bootstrap: str, backlog: Backlog, config: BenchConfig, workers: int, work_dir: Path
+) -> dict[str, Any]:
+    """``workers`` workers of a fresh group drain the backlog, produced once they settled."""
+    from bench.scale_out import scale_out_run
+
+    topics = BenchTopics(f"bench{uuid.uuid4().hex[:8]}-scale{workers}-")
+    asyncio.run(create_topics(bootstrap, topics, PARTITIONS))
+    result = scale_out_run(
+        bootstrap,
+        topics,
+        PARTITIONS,
+        work_dir,
+        workers,
+        backlog_messages(topics, backlog, config.events),
+        config.events,
+        config.worker_time_limit,
+    )
+    return {"catalog_items": len(backlog.catalog), **result}
+
+
 def run_phases(phases: Phases, bootstrap: str, config: BenchConfig, work_dir: Path) -> None:
     from bench.ceilings import measure_bare_faust, run_raw_aiokafka
 
@@ -505,21 +553,39 @@ def run_phases(phases: Phases, bootstrap: str, config: BenchConfig, work_dir: Pa
 
     if phases.run("backlog", backlog) is None:
         return  # nothing to measure without it
-    phases.run(
-        "raw_aiokafka", lambda: run_raw_aiokafka(bootstrap, topics.event_topics, config.events)
-    )
-    for mode in config.bare_faust_modes:
+    if "ceilings" in config.phases:
         phases.run(
-            f"bare_faust_{mode}",
-            lambda mode=mode: measure_bare_faust(
-                bootstrap, topics.event_topics, config.events, mode, work_dir
-            ),
+            "raw_aiokafka",
+            lambda: run_raw_aiokafka(bootstrap, topics.event_topics, config.events),
         )
-    phases.run("worker_backlog", lambda: worker_backlog_phase(bootstrap, topics, config, work_dir))
+        for mode in config.bare_faust_modes:
+            phases.run(
+                f"bare_faust_{mode}",
+                lambda mode=mode: measure_bare_faust(
+                    bootstrap, topics.event_topics, config.events, mode, work_dir
+                ),
+            )
+    if "worker_backlog" in config.phases:
+        phases.run(
+            "worker_backlog", lambda: worker_backlog_phase(bootstrap, topics, config, work_dir)
+        )
     maximum = worker_maximum(phases.figures)
-    phases.run("paced", lambda: paced_phase(bootstrap, made["backlog"], config, maximum, work_dir))
-    if not config.skip_memory:
+    if "paced" in config.phases:
+        phases.run(
+            "paced", lambda: paced_phase(bootstrap, made["backlog"], config, maximum, work_dir)
+        )
+    if "memory" in config.phases and not config.skip_memory:
         phases.run("memory", lambda: memory_phase(bootstrap, config, work_dir))
+    if "scale_out" in config.phases:
+        from bench.scale_out import WORKER_COUNTS
+
+        for workers in WORKER_COUNTS:
+            phases.run(
+                SCALE_OUT_PHASES[workers],
+                lambda workers=workers: scale_out_phase(
+                    bootstrap, made["backlog"], config, workers, work_dir
+                ),
+            )
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -541,12 +607,15 @@ def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
     bare_batched = _figure(figures, "bare_faust_take_events", "events_per_second")
     worker = worker_maximum(figures)
     ingest = _figure(figures, "worker_backlog", "ingest_events_per_second")
+    from bench.scale_out import scale_out_ratios
+
     return {
         "worker_to_raw": ratio(worker, raw),
         "worker_to_bare_faust": ratio(worker, bare),
         "worker_ingest_to_bare_faust": ratio(ingest, bare),
         "bare_faust_events_to_raw": ratio(bare, raw),
         "bare_faust_take_events_to_raw": ratio(bare_batched, raw),
+        **scale_out_ratios(figures.get(SCALE_OUT_PHASES[1]), figures.get(SCALE_OUT_PHASES[2])),
     }
 
 
@@ -673,7 +742,8 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
         or f"{backlog.get('lists_published', 0):,} lists, "
         f"{backlog.get('events_per_list', 0):.1f} events/list",
     )
-    console.print(throughput)
+    if raw_figure or backlog or any(f"bare_faust_{mode}" in figures for mode in BARE_FAUST_MODES):
+        console.print(throughput)  # not when --phases left all of them out
     if backlog and not backlog.get("error"):
         idle = backlog.get("machine_idle_share")
         console.print(
@@ -710,13 +780,16 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
             + ("" if run["worker_caught_up"] else f" ({run['worker_backlog_at_stop']:,} left)"),
             "-" if idle is None else f"{idle:.0%}",
         )
-    console.print(paced)
+    if paced.row_count:  # not when --phases left the paced runs out
+        console.print(paced)
     probe = _figure(figures, "paced", "kafka_round_trip", "ms")
     if probe:
         console.print(
             f"Kafka alone (probe topic, same producer and reader): p50 {probe['p50']:.1f} ms, "
             f"p99 {probe['p99']:.1f} ms - the floor under every freshness figure"
         )
+
+    print_scale_out(console, figures, shares)
 
     memory = figures.get("memory") or {}
     if memory and not memory.get("error"):
@@ -737,6 +810,82 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
             f"[{colour}]{item['verdict']}[/]  {item['target']}  "
             f"(measured {_number(item['measured'], 1)}){note}"
         )
+
+
+def print_scale_out(console: Any, figures: dict[str, Any], shares: dict[str, Any]) -> None:
+    """One worker and two side by side: the group's rates, then each worker's share."""
+    from rich.table import Table
+
+    runs = {workers: figures.get(name) for workers, name in SCALE_OUT_PHASES.items()}
+    if not any(runs.values()):
+        return
+    table = Table(
+        title="Scale-out: the same backlog, one worker vs two in one consumer group",
+        caption="accepted/s: from the end of production to the last event accepted; "
+        "lists/s: every event over first event -> last list published; "
+        "CPU: cores, over the accepted/s window",
+    )
+    for column in (
+        "run", "partitions", "events", "accepted/s", "x 1", "lists/s", "x 1", "CPU",
+        "µs/event", "lists", "RSS MiB",
+    ):  # fmt: skip
+        table.add_column(column, justify="left" if column == "run" else "right")
+    notes = []
+    for workers, run in runs.items():
+        label = f"{workers} worker{'s' if workers > 1 else ''}"
+        if run is None:
+            continue
+        if run.get("error"):
+            notes.append(f"{label}: failed, see errors")
+            continue
+        idle = run["machine_idle_share"]
+        notes.append(
+            f"{label}: {run['events_before_window']:,} of {run['events']:,} events accepted "
+            "while the backlog was produced (not in accepted/s)"
+            + ("" if run["complete"] else "; events unfinished in the time limit")
+            + (
+                f"; lists unfinished in the time limit "
+                f"({run['users_waiting_for_a_list_at_stop']:,} users waiting)"
+                if run["complete"] and not run["lists_drained"]
+                else ""
+            )
+            + (
+                "; the group rebalanced during the run"
+                if run["assignment_changed_during_run"]
+                else ""
+            )
+            + ("" if idle is None else f"; machine idle {idle:.0%}")
+        )
+        table.add_row(
+            label,
+            _number(sum(worker["event_partitions"] for worker in run["per_worker"])),
+            _number(run["events_accepted"]),
+            _number(run["ingest_events_per_second"]),
+            _number(1.0 if workers == 1 else shares.get("two_workers_to_one_ingest"), 2),
+            _number(run["end_to_end_events_per_second"]),
+            _number(1.0 if workers == 1 else shares.get("two_workers_to_one_end_to_end"), 2),
+            _number(run["cpu_share_of_one_core"], 2),
+            "",
+            _number(run["lists_published"]),
+            "",
+        )
+        for number, worker in enumerate(run["per_worker"], start=1):
+            table.add_row(
+                f"  worker {number}",
+                _number(worker["event_partitions"]),
+                _number(worker["events_accepted"]),
+                _number(worker["ingest_events_per_second"]),
+                "",
+                "",
+                "",
+                _number(worker["cpu_share_of_one_core"], 2),
+                _number(worker["cpu_us_per_event"], 1),
+                _number(worker["lists_published"]),
+                _number(worker["rss_mib_after"], 1),
+            )
+    console.print(table)
+    for note in notes:
+        console.print(note)
 
 
 def write_results(document: dict[str, Any], output_dir: Path) -> Path:
@@ -817,6 +966,13 @@ NOTES: Final = {
     "based_on_events (minus the user's events from before the run) of its user's events "
     "in send order: events_reflected_share and event_to_first_list_ms count those. Runs "
     "go slowest first; a run the worker cannot keep up with is cut at the drain timeout.",
+    "scale_out": "Per run: fresh topics and consumer group, the workers started together "
+    "on the empty topics and settled (each event partition with one owner) before the "
+    "catalog and the backlog events were produced. ingest = events accepted from the "
+    "end of production (or the first accepted event, if later) to the last, per second; "
+    "end to end = every event over first event accepted -> last list published. Workers "
+    "differ only in ENCORE_WORKER_ID, ENCORE_WEB_PORT and ENCORE_DATA_DIR and share "
+    "ENCORE_CHECKPOINT_DIR; each learns from the partitions it is assigned.",
     "memory": "RSS (VmRSS) of a fresh worker; per item = (after catalog - base) / items, "
     "per user = (after events - after catalog) / users, so item-side learning caused by "
     "the users' events counts per user. Unless lists_published_during_run, publishing "

@@ -114,6 +114,28 @@ def test_memory_figures(results):
     assert isinstance(memory["kib_per_user"], float) and isinstance(memory["kib_per_item"], float)
 
 
+@pytest.mark.parametrize(("phase", "workers"), [("one_worker", 1), ("two_workers", 2)])
+def test_scale_out_runs_drain_the_whole_backlog_with_every_worker(results, phase, workers):
+    run = results["figures"][f"scale_out_{phase}"]
+    assert run["workers"] == workers and run["events"] == 3000
+    assert run["messages_produced"] == 3000 + 300  # the same events and catalog each run
+    assert run["complete"] and not run["assignment_changed_during_run"]
+    assert run["lists_drained"] and run["users_waiting_for_a_list_at_stop"] == 0
+    assert run["events_accepted"] == 3000  # nothing lost, nothing learned twice
+    assert run["events_before_window"] + run["events_in_window"] == 3000
+    assert run["ingest_events_per_second"] > 0 and run["end_to_end_events_per_second"] > 0
+    per_worker = run["per_worker"]
+    assert len(per_worker) == workers
+    assert sum(worker["events_accepted"] for worker in per_worker) == 3000
+    assert (
+        sum(worker["event_partitions"] for worker in per_worker) == 3 * 8
+    )  # plays, skips, replays
+    for worker in per_worker:
+        assert worker["event_partitions"] > 0 and worker["events_accepted"] > 0
+        assert worker["cpu_share_of_one_core"] > 0 and worker["rejected"] == {}
+        assert worker["lists_published"] > 0 and worker["rss_mib_after"] > 0
+
+
 def test_ratios_targets_and_facts(results):
     ratios = results["ratios"]
     assert set(ratios) == {
@@ -122,6 +144,8 @@ def test_ratios_targets_and_facts(results):
         "worker_ingest_to_bare_faust",
         "bare_faust_events_to_raw",
         "bare_faust_take_events_to_raw",
+        "two_workers_to_one_ingest",
+        "two_workers_to_one_end_to_end",
     }
     assert all(value is not None and value > 0 for value in ratios.values())
     assert len(results["targets"]) == 5
@@ -147,3 +171,15 @@ def test_options_override_the_quick_sizes():
     assert run.config_from(run.parse_args([])) == run.BenchConfig()
     with pytest.raises(SystemExit):
         run.config_from(run.parse_args(["--bare-faust-modes", "values"]))
+    config = run.config_from(run.parse_args(["--phases", "scale_out, memory"]))
+    assert config.phases == ("scale_out", "memory")
+    with pytest.raises(SystemExit):
+        run.config_from(run.parse_args(["--phases", "scaleout"]))
+
+
+def test_scale_out_examples_run():
+    _bench_run()
+    import bench.scale_out
+
+    outcome = doctest.testmod(bench.scale_out)
+    assert outcome.attempted > 0 and outcome.failed == 0

@@ -54,23 +54,93 @@ def test_compose_is_a_single_kraft_broker_without_version_key():
     assert broker["healthcheck"]["test"]
 
 
-@pytest.mark.parametrize("service", ["worker", "simulator"])
+SERVICES = COMPOSE["services"]
+APP_SERVICES = sorted(name for name in SERVICES if name != "broker")
+WORKERS = sorted(
+    name for name, spec in SERVICES.items() if spec.get("command", [])[:2] == ["encore", "worker"]
+)
+#: What tells the workers of one group apart; everything else they share.
+PER_WORKER = {"ENCORE_WORKER_ID", "ENCORE_WEB_PORT", "ENCORE_DATA_DIR"}
+
+
+def _env(service: str) -> dict[str, str]:
+    return {name: str(value) for name, value in SERVICES[service]["environment"].items()}
+
+
+def _default(value: str) -> str:
+    """What compose makes of ``${VAR:-default}`` when VAR is unset (other values as they are)."""
+    match = re.fullmatch(r"\$\{[A-Z_]+:-([^}]*)\}", value)
+    return match.group(1) if match else value
+
+
+def _volumes(service: str) -> dict[str, str]:
+    """Mount target -> named volume (``name:/path`` entries only)."""
+    mounts = {}
+    for entry in SERVICES[service].get("volumes", []):
+        source, target = entry.split(":")[:2]
+        mounts[target] = source
+    return mounts
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
 def test_services_wait_for_a_healthy_broker_and_use_the_internal_listener(service):
-    spec = COMPOSE["services"][service]
+    spec = SERVICES[service]
     assert spec["depends_on"]["broker"]["condition"] == "service_healthy"
     assert "broker:29092" in spec["environment"]["ENCORE_BROKER"]
     assert spec["command"][0] == "encore"
 
 
-def test_worker_runs_the_worker_command_and_publishes_http_on_localhost_only():
-    worker = COMPOSE["services"]["worker"]
-    assert worker["command"][:2] == ["encore", "worker"]
-    assert all(str(port).startswith("127.0.0.1:") for port in worker["ports"])
+def test_topics_are_created_with_enough_partitions_before_anything_uses_them():
+    assert SERVICES["topics"]["command"] == ["encore", "topics"]
+    for service in [*WORKERS, "simulator"]:
+        condition = SERVICES[service]["depends_on"]["topics"]["condition"]
+        assert condition == "service_completed_successfully", service
+    for service in APP_SERVICES:
+        assert _default(_env(service)["ENCORE_PARTITIONS"]) == "8", service
+    broker_partitions = str(SERVICES["broker"]["environment"]["KAFKA_NUM_PARTITIONS"])
+    assert broker_partitions == "${ENCORE_PARTITIONS:-8}"  # auto-created topics alike
+    assert int(_default(broker_partitions)) >= 2 * len(WORKERS)  # room to spread the load
+
+
+def test_two_workers_of_one_group_differ_only_in_id_port_and_data_dir():
+    assert len(WORKERS) == 2
+    envs = [_env(worker) for worker in WORKERS]
+    for name in PER_WORKER:
+        values = [env.get(name) for env in envs]
+        assert None not in values and len(set(values)) == len(values), (name, values)
+    shared = [{k: v for k, v in env.items() if k not in PER_WORKER} for env in envs]
+    assert shared[0] == shared[1]
+    assert "ENCORE_APP_ID" in shared[0]  # one consumer group: the partitions are shared
+
+
+def test_workers_publish_their_own_port_on_localhost_only():
+    host_ports = []
+    for worker in WORKERS:
+        ports = [str(port) for port in SERVICES[worker]["ports"]]
+        assert all(port.startswith("127.0.0.1:") for port in ports)
+        host, container = ports[0].removeprefix("127.0.0.1:").split(":")
+        assert container == _env(worker)["ENCORE_WEB_PORT"]
+        host_ports.append(host)
+    assert len(set(host_ports)) == len(WORKERS)
+
+
+def test_workers_keep_their_data_apart_and_share_one_checkpoint_volume():
+    checkpoint_dirs = {_env(worker)["ENCORE_CHECKPOINT_DIR"] for worker in WORKERS}
+    assert len(checkpoint_dirs) == 1
+    (checkpoint_dir,) = checkpoint_dirs
+    checkpoint_volumes = {_volumes(worker).get(checkpoint_dir) for worker in WORKERS}
+    assert len(checkpoint_volumes) == 1 and None not in checkpoint_volumes
+    (shared_volume,) = checkpoint_volumes
+    assert shared_volume in COMPOSE["volumes"]  # a named volume, not a host path
+    data_volumes = [_volumes(worker).get(_env(worker)["ENCORE_DATA_DIR"]) for worker in WORKERS]
+    assert None not in data_volumes and len(set(data_volumes)) == len(WORKERS)
+    assert shared_volume not in data_volumes
+    assert all(volume in COMPOSE["volumes"] for volume in data_volumes)
 
 
 def test_every_setting_in_compose_is_known_to_the_code_and_named_in_the_readme():
     in_compose = set()
-    for spec in COMPOSE["services"].values():
+    for spec in SERVICES.values():
         in_compose |= {name for name in spec.get("environment", {}) if name.startswith("ENCORE_")}
     assert in_compose, "compose configures Encore through ENCORE_* variables"
     assert in_compose <= KNOWN_ENV_VARS, in_compose - KNOWN_ENV_VARS
