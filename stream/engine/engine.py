@@ -39,10 +39,11 @@ same seed reproduces the same state and the same lists.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final, NamedTuple
 
 import numpy as np
@@ -55,14 +56,13 @@ from stream.engine.factors import FactorModel
 from stream.engine.features import (
     ITEM_FEATURES,
     event_features,
-    item_matrix_of,
+    item_and_taste_inputs,
     positive_seeds,
     recent_skip_share,
-    seed_weights,
     user_context,
 )
-from stream.engine.kernels import lookup, top_picks_score, unseen_candidates
 from stream.engine.popularity import Popularity, top_rows
+from stream.engine.ranking import RankingCache
 from stream.engine.signals import event_weight, hour_bucket, normalise_device
 from stream.engine.skip_model import SkipModel
 from stream.engine.state import ItemIndex, UserState, copied
@@ -103,6 +103,9 @@ _NO_SKIP_MODEL: Final = np.zeros(len(ITEM_FEATURES))
 _EVENT_FEATURES: Final = (*ITEM_FEATURES, "seen", "previous", "recent_skips")
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
 
+#: A row candidate: (row, score, reason), the reason possibly deferred (called when taken).
+Entry = tuple[int, float, str | Callable[[], str]]
+
 
 class _Scored(NamedTuple):
     """Candidates of one user with their score and the features behind reasons (aligned)."""
@@ -111,6 +114,10 @@ class _Scored(NamedTuple):
     score: np.ndarray
     cooc: np.ndarray
     taste: np.ndarray
+    #: Per candidate, the seed it co-occurs with most (-1: none), for reasons.
+    best_seed: np.ndarray
+    #: Positions of the best ``k`` candidates asked for, best first.
+    best: np.ndarray
 
 
 class Engine:
@@ -183,6 +190,7 @@ class Engine:
         # they were computed on (bumped by every change that could alter features).
         self._features_for: tuple[Interaction, int, dict[str, float]] | None = None
         self._state_version = 0
+        self._ranking = RankingCache()
 
     def __repr__(self) -> str:
         return f"Engine({self.config!r})"
@@ -190,7 +198,10 @@ class Engine:
     # ================================================================== catalog
     def upsert_item(self, item: CatalogItem) -> None:
         """Add or update an item's catalog metadata (a removed item comes back)."""
+        previous = self.items.row(item.item_id)
+        artist = -1 if previous is None else int(self.items.artist_of[previous])
         row = self.items.upsert(item)
+        self._ranking.catalog_changed(artist, int(self.items.artist_of[row]))
         self._state_version += 1
         if self.refreshed_at is None or (
             item.released_at >= self.refreshed_at - self.config.new_release_window
@@ -460,32 +471,26 @@ class Engine:
         user: UserState,
         now: float,
         device: str | None,
-        mf_all: np.ndarray | None,
         mf_top: np.ndarray,
+        k: int = 0,
     ) -> _Scored:
-        """Candidates for Top picks with their scores (unsorted).
+        """Candidates for Top picks with their scores (unsorted) and the best ``k`` of them.
 
         The score is a blend of MF, co-occurrence, taste and popularity plus the
         skip model's P(play-through) weighted by ``skip_rerank_weight``
-        (:func:`~stream.engine.kernels.top_picks_score`).
+        (:func:`~stream.engine.kernels.top_picks_score`); candidates come from the
+        co-occurrence neighbours of the latest plays, the popular chart, the MF
+        top ``mf_top``, favourite artists' and genres' items. One compiled call
+        (:func:`~stream.engine.kernels.top_picks`) does all of it.
         """
         c = self.config
-        seeds = positive_seeds(user, c.cooc_window)
-        cooc_rows, cooc_values = self.cooccurrence.candidates(seed_weights(seeds), now=now)
-        sources = [cooc_rows, np.asarray(self.popular_rows[:_POPULAR_CANDIDATES], dtype=np.int64)]
-        sources.append(mf_top)
-        artists = self._artist_candidates(user)
-        if artists:
-            sources.append(np.asarray(artists, dtype=np.int64))
-        sources.extend(self._genre_candidates(user))
+        items = self.items
+        cache = self._ranking
+        cooccurrence = self.cooccurrence
         seen = copied(user.seen, np.int32)
-        rows = unseen_candidates(np.sort(np.concatenate(sources)), seen, self.items.active)
-        # Candidates' co-occurrence from the (sorted) co-occurrence candidates.
-        cooc = lookup(rows, cooc_rows, cooc_values)
-        features = item_matrix_of(self, user_id, user, rows, now, cooc)
         weight = 0.0
         coefficients, intercept = _NO_SKIP_MODEL, 0.0
-        if c.skip_rerank_weight and self.skip_model.n_learned and len(rows):
+        if c.skip_rerank_weight and self.skip_model.n_learned:
             common = user_context(user, now, device, from_list=True)
             common["seen"] = 0.0
             common["previous"] = 0.0
@@ -494,8 +499,41 @@ class Engine:
             common["user_events"] = math.log1p(user.n_events)
             coefficients, intercept = self.skip_model.linear_form(common, ITEM_FEATURES)
             weight = c.skip_rerank_weight
-        score = top_picks_score(
-            features,
+        has_taste = len(user.artist_keys) > 0
+        genre_rows, genre_starts = cache.genre_sources(self.popular_by_genre)
+        tails, tail_sizes = cache.artist_tails(items, _ITEMS_PER_ARTIST_CANDIDATE)
+        tag = cache.scratch(len(items))
+        rows, score, cooc, taste, best_seed, best = kernels.top_picks(
+            user.recent_rows,
+            user.recent_weights,
+            user.n_recent,
+            c.cooc_window,
+            seen,
+            items.active,
+            mf_top,
+            cache.popular(self.popular_rows, _POPULAR_CANDIDATES),
+            tails,
+            tail_sizes,
+            _ARTIST_CANDIDATES if has_taste else 0,
+            genre_rows,
+            genre_starts,
+            _GENRE_CANDIDATES_DEPTH,
+            _GENRE_CANDIDATES if len(user.genre_keys) and self.popular_by_genre else 0,
+            cooccurrence.neighbour_rows,
+            cooccurrence.strengths,
+            cooccurrence.counts,
+            cooccurrence.scale_at(now),
+            cooccurrence.totals.values,
+            cooccurrence.totals.scale(now),
+            float(cooccurrence.damping),
+            cache.stamps,
+            tag,
+            cache.cooc,
+            cache.seed,
+            cache.strength,
+            *item_and_taste_inputs(self, user_id, user, now),
+            1.0 / self.taste.total(user) if has_taste else 0.0,
+            self.taste.scale_at(user, now) if has_taste else 0.0,
             c.mf_blend,
             c.cooc_blend,
             c.taste_blend,
@@ -503,8 +541,9 @@ class Engine:
             coefficients,
             intercept,
             weight,
+            k,
         )
-        return _Scored(rows, score, features[:, kernels.COOC], features[:, kernels.TASTE])
+        return _Scored(rows, score, cooc, taste, best_seed, best)
 
     def _cold_ranking(
         self, now: float, device: str | None, exclude: Iterable[int], k: int
@@ -529,10 +568,9 @@ class Engine:
         ids = self.items.ids
         if user is None or not user.n_seen:
             return [ids[row] for row in self._cold_ranking(now, None, (), k)]
-        mf_all, mf_top = self._mf_scores(user_id, user, max(k, self.config.rerank_pool))
-        scored = self._score(user_id, user, now, None, mf_all, mf_top)
-        order = np.lexsort((scored.rows, -scored.score))[:k]
-        return [ids[row] for row in scored.rows[order].tolist()]
+        _, mf_top = self._mf_scores(user_id, user, max(k, self.config.rerank_pool))
+        scored = self._score(user_id, user, now, None, mf_top, max(k, 0))
+        return [ids[row] for row in scored.rows[scored.best].tolist()]
 
     # ================================================================== rows
     def recommend(
@@ -575,19 +613,21 @@ class Engine:
             builder.excluded.update(self._recently_skipped(user, now))
             # One pass over the catalog serves Top picks and Discover's MF arm.
             mf_all, mf_top = self._mf_scores(user_id, user, max(_DISCOVER_MF_POOL, c.rerank_pool))
-            scored = self._score(user_id, user, now, device, mf_all, mf_top[: c.rerank_pool])
+            scored = self._score(user_id, user, now, device, mf_top[: c.rerank_pool])
             order = np.lexsort((scored.rows, -scored.score))
+            cooc_top = float(scored.cooc.max()) if len(scored.cooc) else 0.0
+            pick_reason = functools.partial(
+                self._pick_reason, user, scored, now=now, cooc_top=cooc_top
+            )
             rows.append(
                 builder.row(
                     TOP_PICKS,
                     "Top picks for you",
                     (
-                        (
-                            int(scored.rows[i]),
-                            float(scored.score[i]),
-                            self._pick_reason(user, scored, i, now),
+                        (row, score, functools.partial(pick_reason, i))
+                        for i, row, score in _in_chunks(
+                            order, scored.rows[order], scored.score[order]
                         )
-                        for i in order.tolist()
                     ),
                 )
             )
@@ -622,20 +662,19 @@ class Engine:
         return {row for row, weight, at in user.newest_first() if weight < 0 and now - at <= window}
 
     # ------------------------------------------------------------------ reasons
-    def _pick_reason(self, user: UserState, scored: _Scored, i: int, now: float) -> str:
-        """The most specific true reason: a strong co-occurrence, else taste, else MF."""
-        c = self.config
+    def _pick_reason(
+        self, user: UserState, scored: _Scored, i: int, now: float, cooc_top: float
+    ) -> str:
+        """The most specific true reason: a strong co-occurrence, else taste, else MF.
+
+        ``cooc_top`` is the largest co-occurrence feature among the candidates.
+        """
         row = int(scored.rows[i])
-        cooc_share = float(scored.cooc[i]) / max(float(scored.cooc.max()), 1e-12)
+        cooc_share = float(scored.cooc[i]) / max(cooc_top, 1e-12)
         taste = float(scored.taste[i])
         if cooc_share >= 0.5 or (cooc_share > 0 and taste <= 0):
-            best_seed = None
-            best = 0.0
-            for seed, _, _ in self._positive_seeds(user, c.cooc_window):
-                strength = self.cooccurrence.strength(seed, row, now=now)
-                if strength > best:
-                    best, best_seed = strength, seed
-            if best_seed is not None:
+            best_seed = int(scored.best_seed[i])
+            if best_seed >= 0:
                 return f"Often played with {self.items.label(best_seed)}"
         if taste > 0:
             return self._taste_reason(user, row, now)
@@ -893,6 +932,7 @@ class Engine:
         # Caches are not state: a restored engine starts without them.
         state["_features_for"] = None
         state["_release_array"] = None
+        state.setdefault("_ranking", RankingCache())
         state.setdefault("_state_version", 0)  # snapshots from before the memo key
         self.__dict__.update(state)
 
@@ -968,7 +1008,8 @@ class _RowBuilder:
         if artist >= 0:
             per_artist[artist] = per_artist.get(artist, 0) + 1
 
-    def row(self, row_id: str, title: str, entries: Iterable[tuple[int, float, str]]) -> Row:
+    def row(self, row_id: str, title: str, entries: Iterable[Entry]) -> Row:
+        """A row of the first acceptable ``entries``; a callable reason is called when taken."""
         chosen: list[RecommendedItem] = []
         per_artist: dict[int, int] = {}
         for row, score, reason in entries:
@@ -977,5 +1018,7 @@ class _RowBuilder:
             if not self.accepts(row, per_artist):
                 continue
             self.take(row, per_artist)
+            if not isinstance(reason, str):
+                reason = reason()
             chosen.append(RecommendedItem(self.items.ids[row], round(float(score), 6), reason))
         return Row(row_id, title, tuple(chosen))

@@ -157,7 +157,7 @@ def event_features(
         cooccurrence.totals.values,
         cooccurrence.totals.scale(now),
         float(cooccurrence.damping),
-        *_item_and_taste_inputs(engine, user_id, user, now),
+        *item_and_taste_inputs(engine, user_id, user, now),
         taste.scale_at(user, now) if len(user.artist_keys) else 0.0,
     )
 
@@ -182,7 +182,7 @@ def item_matrix_of(
     return item_matrix(
         rows,
         cooc,
-        *_item_and_taste_inputs(engine, user_id, user, now),
+        *item_and_taste_inputs(engine, user_id, user, now),
         1.0 / taste.total(user) if has_taste else 0.0,
         taste.scale_at(user, now) if has_taste else 0.0,
     )
@@ -191,7 +191,7 @@ def item_matrix_of(
 _NO_VECTOR: Final = np.zeros(0, dtype=np.float32)
 
 
-def _item_and_taste_inputs(
+def item_and_taste_inputs(
     engine: Engine, user_id: str, user: UserState, now: float
 ) -> tuple[Any, ...]:
     """The arguments both feature kernels take in the same order: item statistics,

@@ -78,37 +78,34 @@ def mf_top_k(
     learned: int,
     k: int,
 ) -> np.ndarray:
-    """Finish MF scores in place and return the ``k`` best rows, in one pass.
+    """Finish MF scores in place and return the ``k`` best rows.
 
     ``dots[:learned]`` holds ``item_factors @ vector`` (from BLAS); each row
     becomes ``dot + offset + penalty``, ``-inf`` for rows in sorted ``seen`` and
-    for rows at or beyond ``learned``. The result is :func:`top_k` of ``dots``:
-    one sweep instead of numpy's two masked writes and a separate selection.
+    for rows at or beyond ``learned``. The result is :func:`top_k` of ``dots``.
+    The sums are one branch-free (SIMD) sweep; the selection is a second sweep
+    that, once ``k`` rows are kept, mostly compares each score to the threshold.
     """
     size = len(dots)
+    learned = min(learned, size)
+    for row in range(learned):
+        dots[row] = dots[row] + offset[row] + penalty[row]
+    for row in range(learned, size):
+        dots[row] = -np.inf
+    for i in range(len(seen)):
+        if seen[i] < size:
+            dots[seen[i]] = -np.inf
     k = min(k, size)
     best_rows = np.empty(max(k, 0), dtype=np.int64)
     best_scores = np.empty(max(k, 0), dtype=np.float64)
+    if k <= 0:
+        return best_rows[:0]
     kept = 0
-    cursor = 0
-    n_seen = len(seen)
     threshold = -np.inf
-    for row in range(size):
-        if row >= learned:
-            dots[row] = -np.inf
-            continue
-        while cursor < n_seen and seen[cursor] < row:
-            cursor += 1
-        if cursor < n_seen and seen[cursor] == row:
-            dots[row] = -np.inf
-            continue
-        score = dots[row] + offset[row] + penalty[row]
-        dots[row] = score
-        value = float(score)
+    for row in range(learned):
+        value = float(dots[row])
         # Rows arrive in increasing order, so an equal score never displaces a kept row.
-        if kept == k and value <= threshold:
-            continue
-        if k == 0 or not math.isfinite(value):
+        if value <= threshold or not math.isfinite(value):
             continue
         position = kept if kept < k else k - 1
         while position > 0 and best_scores[position - 1] < value:
@@ -627,3 +624,295 @@ def event_features(
     )
     out[:N_ITEM_FEATURES] = features[0]
     return out
+
+
+@njit(cache=True)
+def _ranked_keys(keys: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` first entries by (-value, key), in that order."""
+    n = len(keys)
+    limit = min(limit, n)
+    best = np.empty(limit, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        value = values[i]
+        key = keys[i]
+        # Insertion into a small sorted buffer (profiles hold a few dozen entries).
+        position = size
+        while position > 0 and (
+            values[best[position - 1]] < value
+            or (values[best[position - 1]] == value and keys[best[position - 1]] > key)
+        ):
+            position -= 1
+        if position >= limit:
+            continue
+        last = min(size, limit - 1)
+        for j in range(last, position, -1):
+            best[j] = best[j - 1]
+        best[position] = i
+        if size < limit:
+            size += 1
+    return best[:size]
+
+
+@njit(cache=True)
+def _before(score_a: float, row_a: int, score_b: float, row_b: int) -> bool:
+    """Whether (score_a, row_a) ranks before (score_b, row_b): higher score, then lower row.
+
+    NaN ranks after every number (as ``np.lexsort`` of ``-score`` puts it).
+    """
+    if score_a != score_a:
+        return score_b != score_b and row_a < row_b
+    if score_b != score_b:
+        return True
+    return score_a > score_b or (score_a == score_b and row_a < row_b)
+
+
+@njit(cache=True)
+def top_picks(
+    recent_rows: np.ndarray,
+    recent_weights: np.ndarray,
+    n_recent: int,
+    cooc_window: int,
+    seen: np.ndarray,
+    active: np.ndarray,
+    mf_top: np.ndarray,
+    popular: np.ndarray,
+    artist_tails: np.ndarray,
+    artist_tail_sizes: np.ndarray,
+    n_artist_sources: int,
+    genre_rows: np.ndarray,
+    genre_starts: np.ndarray,
+    genre_depth: int,
+    n_genre_sources: int,
+    neighbour_rows: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    cooc_scale: float,
+    cooc_totals: np.ndarray,
+    cooc_totals_scale: float,
+    damping: float,
+    stamps: np.ndarray,
+    tag: int,
+    cooc_scratch: np.ndarray,
+    seed_scratch: np.ndarray,
+    best_scratch: np.ndarray,
+    plays: np.ndarray,
+    plays_scale: float,
+    recent: np.ndarray,
+    recent_scale: float,
+    skips: np.ndarray,
+    skips_scale: float,
+    skip_share: float,
+    learned: np.ndarray,
+    item_bias: np.ndarray,
+    item_factors: np.ndarray,
+    user_vector: np.ndarray,
+    released_at: np.ndarray,
+    release_window: float,
+    now: float,
+    artist_of: np.ndarray,
+    genres_of: np.ndarray,
+    artist_keys: np.ndarray,
+    artist_values: np.ndarray,
+    genre_keys: np.ndarray,
+    genre_values: np.ndarray,
+    n_artists: int,
+    n_genres: int,
+    inverse_total: float,
+    taste_scale: float,
+    mf_blend: float,
+    cooc_blend: float,
+    taste_blend: float,
+    popularity_blend: float,
+    skip_coefficients: np.ndarray,
+    skip_intercept: float,
+    play_through_weight: float,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Top picks of one user in one call: candidates, features, scores and the best ``k``.
+
+    Candidates are the distinct active rows not in sorted ``seen`` among: the
+    co-occurrence neighbours of the user's latest ``cooc_window`` distinct
+    positive events (read from the ring buffer, the newest weighing most), the
+    ``popular`` chart, the ``mf_top`` rows, the last items of the user's first
+    ``n_artist_sources`` artists by affinity (``artist_tails`` rows, one per
+    artist) and the first ``genre_depth`` rows of the user's first
+    ``n_genre_sources`` genres (``genre_rows`` split at ``genre_starts``), only
+    artists and genres with a positive affinity. Each gets :func:`item_matrix`
+    and :func:`top_picks_score` (the arithmetic of :func:`cooc_sums`,
+    :func:`unseen_candidates` and :func:`lookup` before them, fused).
+
+    ``stamps`` (an int32 array over rows, ``< tag`` everywhere) marks rows seen
+    (``tag``) and taken (``tag + 1``) without clearing per call; the three
+    scratch arrays hold, per taken row, its co-occurrence sum, its strongest seed
+    and that seed's strength.
+
+    Returns the candidate rows (in no particular order), their scores, their
+    co-occurrence and taste features, the seed each candidate co-occurs with
+    most (``-1`` for none: "Often played with" reasons) and the positions of the
+    ``k`` best candidates, best first (higher score, then lower row).
+    """
+    n_cap = len(stamps)
+    for i in range(len(seen)):
+        stamps[seen[i]] = tag
+    taken = tag + 1
+    size_limit = len(mf_top) + len(popular) + n_artist_sources * artist_tails.shape[1]
+    size_limit += n_genre_sources * genre_depth
+    # Co-occurrence seeds: the newest distinct positive events.
+    capacity = len(recent_rows)
+    oldest = max(n_recent - capacity, 0)
+    seeds = np.empty(cooc_window, dtype=np.int64)
+    seed_weight = np.empty(cooc_window, dtype=np.float64)
+    n_seeds = 0
+    for position in range(n_recent - 1, oldest - 1, -1):
+        if n_seeds >= cooc_window:
+            break
+        slot = position % capacity
+        weight = float(recent_weights[slot])
+        if weight <= 0.0:
+            continue
+        seed = recent_rows[slot]
+        repeated = False
+        for s in range(n_seeds):
+            if seeds[s] == seed:
+                repeated = True
+                break
+        if repeated:
+            continue
+        seeds[n_seeds] = seed
+        seed_weight[n_seeds] = weight / (1.0 + n_seeds)
+        n_seeds += 1
+    for s in range(n_seeds):
+        if seeds[s] < len(counts):
+            size_limit += counts[seeds[s]]
+    rows = np.empty(size_limit, dtype=np.int64)
+    n = 0
+    for s in range(n_seeds):
+        seed = seeds[s]
+        if seed >= len(counts):
+            continue
+        weight = seed_weight[s] * cooc_scale
+        for j in range(counts[seed]):
+            other = neighbour_rows[seed, j]
+            strength = strengths[seed, j]
+            value = strength * weight
+            if damping != 0.0:
+                total = cooc_totals[other] * cooc_totals_scale if other < len(cooc_totals) else 0.0
+                value /= max(total, 1.0) ** damping
+            if other >= n_cap or stamps[other] == tag or not active[other]:
+                continue
+            if stamps[other] != taken:
+                stamps[other] = taken
+                rows[n] = other
+                n += 1
+                cooc_scratch[other] = value
+                seed_scratch[other] = seed
+                best_scratch[other] = strength
+            else:
+                cooc_scratch[other] += value
+                if strength > best_scratch[other]:
+                    seed_scratch[other] = seed
+                    best_scratch[other] = strength
+    n_cooc = n
+    for row in popular:
+        if row < n_cap and stamps[row] < tag and active[row]:
+            stamps[row] = taken
+            rows[n] = row
+            n += 1
+    for row in mf_top:
+        if row < n_cap and stamps[row] < tag and active[row]:
+            stamps[row] = taken
+            rows[n] = row
+            n += 1
+    if n_artist_sources > 0:
+        order = _ranked_keys(artist_keys, artist_values, n_artist_sources)
+        for position in order:
+            if artist_values[position] <= 0:
+                continue
+            artist = artist_keys[position]
+            if artist >= len(artist_tail_sizes):
+                continue
+            for j in range(artist_tail_sizes[artist]):
+                row = artist_tails[artist, j]
+                if row < n_cap and stamps[row] < tag and active[row]:
+                    stamps[row] = taken
+                    rows[n] = row
+                    n += 1
+    if n_genre_sources > 0:
+        order = _ranked_keys(genre_keys, genre_values, n_genre_sources)
+        for position in order:
+            genre = genre_keys[position]
+            if genre_values[position] <= 0 or genre + 1 >= len(genre_starts):
+                continue
+            start = genre_starts[genre]
+            end = min(genre_starts[genre + 1], start + genre_depth)
+            for j in range(start, end):
+                row = genre_rows[j]
+                if row < n_cap and stamps[row] < tag and active[row]:
+                    stamps[row] = taken
+                    rows[n] = row
+                    n += 1
+    rows = rows[:n]
+    cooc = np.zeros(n, dtype=np.float64)
+    best_seed = np.full(n, -1, dtype=np.int64)
+    for i in range(n_cooc):
+        cooc[i] = cooc_scratch[rows[i]]
+        if best_scratch[rows[i]] > 0.0:
+            best_seed[i] = seed_scratch[rows[i]]
+    features = item_matrix(
+        rows,
+        cooc,
+        plays,
+        plays_scale,
+        recent,
+        recent_scale,
+        skips,
+        skips_scale,
+        skip_share,
+        learned,
+        item_bias,
+        item_factors,
+        user_vector,
+        released_at,
+        release_window,
+        now,
+        artist_of,
+        genres_of,
+        artist_keys,
+        artist_values,
+        genre_keys,
+        genre_values,
+        n_artists,
+        n_genres,
+        inverse_total,
+        taste_scale,
+    )
+    score = top_picks_score(
+        features,
+        mf_blend,
+        cooc_blend,
+        taste_blend,
+        popularity_blend,
+        skip_coefficients,
+        skip_intercept,
+        play_through_weight,
+    )
+    # The best k, best first: insertion into a small sorted buffer.
+    k = min(k, n)
+    best = np.empty(k, dtype=np.int64)
+    kept = 0
+    for i in range(n):
+        if k == 0:
+            break
+        if kept == k and not _before(score[i], rows[i], score[best[k - 1]], rows[best[k - 1]]):
+            continue
+        position = kept if kept < k else k - 1
+        while position > 0 and _before(
+            score[i], rows[i], score[best[position - 1]], rows[best[position - 1]]
+        ):
+            best[position] = best[position - 1]
+            position -= 1
+        best[position] = i
+        if kept < k:
+            kept += 1
+    return rows, score, features[:, COOC].copy(), features[:, TASTE].copy(), best_seed, best
