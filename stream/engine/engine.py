@@ -314,11 +314,10 @@ class Engine:
         # One sort of the played rows (most played first, ties by row), then each genre
         # keeps its first rows in that order: no partial sort of the catalog per genre.
         ranked = playable[np.argsort(-plays[playable], kind="stable")]
-        genres = self.items.genres_of[ranked]
-        return [
-            ranked[(genres == genre).any(axis=1)][:_CACHED_PER_GENRE]
-            for genre in range(len(self.items.genres))
-        ]
+        rows, starts = kernels.rows_by_genre(
+            ranked, self.items.genres_of, len(self.items.genres), _CACHED_PER_GENRE
+        )
+        return np.split(rows, starts[1:-1]) if len(self.items.genres) else []
 
     # ================================================================== feature models
     def _positive_seeds(self, user: UserState, limit: int) -> list[tuple[int, float, float]]:

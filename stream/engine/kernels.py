@@ -38,14 +38,23 @@ N_ITEM_FEATURES = 11
 SKIP_RATE_PRIOR = 4.0
 
 
+#: Above this ``k``, :func:`top_k` selects with a partition and a sort of the selected.
+_INSERTION_MAX_K = 64
+
+
 @njit(cache=True)
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest finite scores, best first, ties by lower index.
 
-    One pass with a small sorted buffer: no copy, partition or sort of ``scores``.
+    A small ``k``: one pass with a small sorted buffer (no copy, partition or sort
+    of ``scores``). A large one (a chart of a thousand): the finite scores are
+    partitioned around the ``k``-th largest and only those above it are sorted,
+    instead of inserting each of them into a long buffer.
     """
     n = len(scores)
     k = min(k, n)
+    if k > _INSERTION_MAX_K:
+        return _top_k_partitioned(scores, k)
     best_rows = np.empty(max(k, 0), dtype=np.int64)
     best_scores = np.empty(max(k, 0), dtype=np.float64)
     size = 0
@@ -67,6 +76,75 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         if size < k:
             size += 1
     return best_rows[:size]
+
+
+@njit(cache=True)
+def _top_k_partitioned(scores: np.ndarray, k: int) -> np.ndarray:
+    finite = np.empty(len(scores), dtype=np.float64)
+    n_finite = 0
+    for row in range(len(scores)):
+        value = float(scores[row])
+        if math.isfinite(value):
+            finite[n_finite] = value
+            n_finite += 1
+    if n_finite <= k:
+        threshold = -np.inf
+        n_at_threshold = n_finite
+    else:
+        # The k-th largest value; every value above it is in, then equal ones by row.
+        threshold = np.partition(finite[:n_finite], n_finite - k)[n_finite - k]
+        above = 0
+        for i in range(n_finite):
+            if finite[i] > threshold:
+                above += 1
+        n_at_threshold = k - above
+    chosen_rows = np.empty(min(k, n_finite), dtype=np.int64)
+    chosen_scores = np.empty(min(k, n_finite), dtype=np.float64)
+    size = 0
+    for row in range(len(scores)):
+        value = float(scores[row])
+        if not math.isfinite(value) or value < threshold:
+            continue
+        if value == threshold:
+            if n_at_threshold == 0:
+                continue
+            n_at_threshold -= 1
+        chosen_rows[size] = row
+        chosen_scores[size] = -value
+        size += 1
+    # A stable sort of rows in increasing order: ties stay by lower row.
+    order = np.argsort(chosen_scores[:size], kind="mergesort")
+    return chosen_rows[order]
+
+
+@njit(cache=True)
+def rows_by_genre(ranked: np.ndarray, genres_of: np.ndarray, n_genres: int, depth: int) -> tuple:
+    """The first ``depth`` rows of ``ranked`` of each genre, in ``ranked`` order.
+
+    Returns them one genre after the other and where each genre starts
+    (``n_genres + 1`` offsets): one pass over ``ranked`` instead of one per genre.
+    """
+    table = np.empty((n_genres, depth), dtype=np.int64)
+    sizes = np.zeros(n_genres, dtype=np.int64)
+    for row in ranked:
+        for slot in range(genres_of.shape[1]):
+            genre = genres_of[row, slot]
+            if genre < 0 or genre >= n_genres or sizes[genre] >= depth:
+                continue
+            repeated = False
+            for other in range(slot):
+                if genres_of[row, other] == genre:
+                    repeated = True
+            if not repeated:
+                table[genre, sizes[genre]] = row
+                sizes[genre] += 1
+    starts = np.zeros(n_genres + 1, dtype=np.int64)
+    for genre in range(n_genres):
+        starts[genre + 1] = starts[genre] + sizes[genre]
+    rows = np.empty(starts[n_genres], dtype=np.int64)
+    for genre in range(n_genres):
+        rows[starts[genre] : starts[genre + 1]] = table[genre, : sizes[genre]]
+    return rows, starts
 
 
 @njit(cache=True)
