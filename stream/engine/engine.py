@@ -101,6 +101,8 @@ _LONG_TAIL_START: Final = 50
 _NO_SKIP_MODEL: Final = np.zeros(len(ITEM_FEATURES))
 #: Names of the entries of :func:`~stream.engine.features.event_features`.
 _EVENT_FEATURES: Final = (*ITEM_FEATURES, "seen", "previous", "recent_skips")
+#: The skip model's per-event features after the context ones, in this order.
+_SKIP_VALUES: Final = (*_EVENT_FEATURES, "mf_user", "user_events")
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
 
 #: A row candidate: (row, score, reason), the reason possibly deferred (called when taken).
@@ -188,7 +190,7 @@ class Engine:
         self.events_since_refresh = 0
         # Features of the last event seen by predict_skip/learn, and the state version
         # they were computed on (bumped by every change that could alter features).
-        self._features_for: tuple[Interaction, int, dict[str, float]] | None = None
+        self._features_for: tuple[Interaction, int, dict[str, float], list[float]] | None = None
         self._state_version = 0
         self._ranking = RankingCache()
 
@@ -324,7 +326,18 @@ class Engine:
         return positive_seeds(user, limit)
 
     def _skip_features(self, event: Interaction, user: UserState, row: int) -> dict[str, float]:
-        """Context + item features of an event, before learning it (memoised per event).
+        """Context + item features of an event, before learning it, by name (see
+        :meth:`_skip_inputs`)."""
+        context, values = self._skip_inputs(event, user, row)
+        features = dict(context)
+        features.update(zip(_SKIP_VALUES, values, strict=True))
+        return features
+
+    def _skip_inputs(
+        self, event: Interaction, user: UserState, row: int
+    ) -> tuple[dict[str, float], list[float]]:
+        """Features of an event before learning it: the context by name, then the values of
+        :data:`_SKIP_VALUES` (memoised per event).
 
         The memo holds the features of one event object for the engine state they were
         computed on: :meth:`predict_skip` followed by :meth:`learn` of the same event
@@ -333,15 +346,14 @@ class Engine:
         """
         memo = self._features_for
         if memo is not None and memo[0] is event and memo[1] == self._state_version:
-            return memo[2]
+            return memo[2], memo[3]
         now = event.timestamp
-        features = user_context(user, now, event.device, from_list=event.source is not None)
-        vector = event_features(self, event.user_id, user, row, now).tolist()
-        features.update(zip(_EVENT_FEATURES, vector, strict=True))
-        features["mf_user"] = self.factors.river.u_biases.get(event.user_id, 0.0)
-        features["user_events"] = math.log1p(user.n_events)
-        self._features_for = (event, self._state_version, features)
-        return features
+        context = user_context(user, now, event.device, from_list=event.source is not None)
+        values = event_features(self, event.user_id, user, row, now).tolist()
+        values.append(self.factors.river.u_biases.get(event.user_id, 0.0))
+        values.append(math.log1p(user.n_events))
+        self._features_for = (event, self._state_version, context, values)
+        return context, values
 
     def predict_skip(self, event: Interaction) -> float:
         """P(skip) for ``event`` from the contextual skip model, before learning it.
@@ -358,7 +370,8 @@ class Engine:
                 user, event.timestamp, event.device, from_list=event.source is not None
             )
             return self.skip_model.predict(features)
-        return self.skip_model.predict(self._skip_features(event, user, row))
+        context, values = self._skip_inputs(event, user, row)
+        return self.skip_model.predict_split(context, _SKIP_VALUES, values)
 
     # ================================================================== queries
     def known_user(self, user_id: str) -> bool:
