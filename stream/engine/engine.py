@@ -97,6 +97,8 @@ _DISCOVER_MF_POOL: Final = 200
 #: New releases considered per list (the best matches; rows need a dozen).
 _RELEASE_CANDIDATES: Final = 300
 _LONG_TAIL_START: Final = 50
+#: Long-tail rows selected before the whole tail is sorted (a Discover row takes a few).
+_LONG_TAIL_HEAD: Final = 32
 #: Skip-model coefficients when the skip model is left out of a ranking.
 _NO_SKIP_MODEL: Final = np.zeros(len(ITEM_FEATURES))
 #: Names of the entries of :func:`~stream.engine.features.event_features`.
@@ -744,32 +746,22 @@ class Engine:
         mf_all: np.ndarray | None,
         mf_top: np.ndarray,
         releases: tuple[np.ndarray, np.ndarray, np.ndarray],
-    ) -> dict[str, Iterator[tuple[int, float, str]]]:
-        """Ordered candidate streams per exploration arm: (row, score, reason), lazily."""
+    ) -> dict[str, Iterator[Entry]]:
+        """Ordered candidate streams per exploration arm: (row, score, reason), lazily.
+
+        Which arms take part is decided here; each arm's candidates are scored and
+        sorted only when the bandit first picks it (and reasons only for taken items).
+        """
         c = self.config
         arms = c.discover_arms
         depth = c.row_size * 8
-        sources: dict[str, Iterator[tuple[int, float, str]]] = {}
+        sources: dict[str, Iterator[Entry]] = {}
         if "mf" in arms and mf_all is not None and len(mf_top):
-            # Good MF matches that are not popular: re-rank the MF top by MF minus popularity.
-            pool = mf_top
-            score = mf_all[pool].astype(np.float64) - 0.5 * self._popularity_at(pool)
-            order = np.lexsort((pool, -score))[:depth]
-            sources["mf"] = (
-                (row, value, "Listeners like you are discovering this")
-                for row, value in zip(pool[order].tolist(), score[order].tolist(), strict=True)
-            )
+            sources["mf"] = self._mf_discoveries(mf_all, mf_top, depth)
         if "cooc" in arms and user is not None:
             older = self._positive_seeds(user, c.history_size)[c.cooc_window :]
             if older:
-                rows, values = self.cooccurrence.candidates(
-                    ((row, weight) for row, weight, _ in older), now=now
-                )
-                order = np.lexsort((rows, -values))
-                sources["cooc"] = (
-                    (row, value, "Fans of what you play found this")
-                    for row, value in _in_chunks(rows[order], values[order])
-                )
+                sources["cooc"] = self._cooc_discoveries(older, now)
         if "taste" in arms and user is not None and user.artist_keys:
             # Less played items of the user's genres and artists, by taste.
             pools = [
@@ -777,28 +769,66 @@ class Engine:
                 for genre_rows in self._genre_candidates(user, depth=_CACHED_PER_GENRE)
             ]
             pools.append(np.asarray(self._artist_candidates(user), dtype=np.int64))
-            pool = _unique(np.concatenate(pools))
-            if len(pool):
-                taste = self.taste.scores(user, self.items, pool).astype(np.float64)
-                taste -= 0.3 * self._popularity_at(pool)
-                keep = taste > 0
-                pool, taste = pool[keep], taste[keep]
-                order = np.lexsort((pool, -taste))[:depth]
-                sources["taste"] = (
-                    (row, value, self._taste_reason(user, row, now))
-                    for row, value in zip(pool[order].tolist(), taste[order].tolist(), strict=True)
-                )
+            if any(len(pool) for pool in pools):
+                sources["taste"] = self._taste_discoveries(user, pools, now, depth)
         if "new" in arms and self.items.has_catalog:
             sources["new"] = self._release_entries(user, releases, now, personal_only=False)
         if "long-tail" in arms and len(self.popular_rows) > _LONG_TAIL_START:
-            tail = np.asarray(self.popular_rows[_LONG_TAIL_START:], dtype=np.int64)
-            if mf_all is not None:
-                tail = tail[np.argsort(-mf_all[tail], kind="stable")]
-            sources["long-tail"] = (
-                (row, 1.0 / (1.0 + i), "A hidden gem worth a listen")
-                for i, row in enumerate(tail.tolist())
-            )
+            sources["long-tail"] = self._long_tail_discoveries(mf_all)
         return sources
+
+    def _mf_discoveries(self, mf_all: np.ndarray, pool: np.ndarray, depth: int) -> Iterator[Entry]:
+        """Good MF matches that are not popular: the MF top re-ranked by MF minus popularity."""
+        score = mf_all[pool].astype(np.float64) - 0.5 * self._popularity_at(pool)
+        order = np.lexsort((pool, -score))[:depth]
+        for row, value in zip(pool[order].tolist(), score[order].tolist(), strict=True):
+            yield row, value, "Listeners like you are discovering this"
+
+    def _cooc_discoveries(
+        self, older: list[tuple[int, float, float]], now: float
+    ) -> Iterator[Entry]:
+        """Co-occurrence neighbours of the user's older plays, strongest first."""
+        rows, values = self.cooccurrence.candidates(
+            ((row, weight) for row, weight, _ in older), now=now
+        )
+        order = np.lexsort((rows, -values))
+        for row, value in _in_chunks(rows[order], values[order]):
+            yield row, value, "Fans of what you play found this"
+
+    def _taste_discoveries(
+        self, user: UserState, pools: list[np.ndarray], now: float, depth: int
+    ) -> Iterator[Entry]:
+        """Items of the user's genres and artists by taste, less the popular ones."""
+        pool = _unique(np.concatenate(pools))
+        taste = self.taste.scores(user, self.items, pool).astype(np.float64)
+        taste -= 0.3 * self._popularity_at(pool)
+        keep = taste > 0
+        pool, taste = pool[keep], taste[keep]
+        order = np.lexsort((pool, -taste))[:depth]
+        reason = functools.partial(self._taste_reason, user, now=now)
+        for row, value in zip(pool[order].tolist(), taste[order].tolist(), strict=True):
+            yield row, value, functools.partial(reason, row)
+
+    def _long_tail_discoveries(self, mf_all: np.ndarray | None) -> Iterator[Entry]:
+        """The popular chart beyond its head, best MF match first (chart order without MF).
+
+        The order is a stable sort of the tail by MF; rows are consumed a few at a
+        time, so the first ones come from a selection and the full sort is made
+        only if they run out.
+        """
+        tail = np.asarray(self.popular_rows[_LONG_TAIL_START:], dtype=np.int64)
+        reason = "A hidden gem worth a listen"
+        if mf_all is None:
+            for i, row in enumerate(tail.tolist()):
+                yield row, 1.0 / (1.0 + i), reason
+            return
+        values = mf_all[tail]
+        head = top_rows(values, _LONG_TAIL_HEAD)
+        for i, row in enumerate(tail[head].tolist()):
+            yield row, 1.0 / (1.0 + i), reason
+        order = np.argsort(-values, kind="stable")
+        for i, row in enumerate(tail[order[len(head) :]].tolist(), start=len(head)):
+            yield row, 1.0 / (1.0 + i), reason
 
     def _popularity_at(self, rows: np.ndarray) -> np.ndarray:
         """Cached normalised log popularity of ``rows`` (0 for rows newer than the cache)."""
@@ -830,6 +860,8 @@ class Engine:
                 del sources[arm]
                 continue
             row, score, reason = picked
+            if not isinstance(reason, str):
+                reason = reason()
             builder.take(row, per_artist)
             chosen.append(RecommendedItem(self.items.ids[row], round(score, 6), reason))
             if user is not None:
@@ -877,16 +909,17 @@ class Engine:
         now: float,
         *,
         personal_only: bool,
-    ) -> Iterator[tuple[int, float, str]]:
+    ) -> Iterator[Entry]:
         """(row, score, reason) from a :meth:`_release_table`, reasons written lazily.
 
         ``personal_only`` keeps only items of liked artists or genres.
         """
         rows, scores, affinity = table
+        reason = functools.partial(self._release_reason, user, now=now)
         for row, score, taste in _in_chunks(rows, scores, affinity):
             if personal_only and taste <= 0:
                 continue
-            yield row, score, self._release_reason(user, row, taste, now)
+            yield row, score, functools.partial(reason, row, taste)
 
     def _release_reason(self, user: UserState | None, row: int, affinity: float, now: float) -> str:
         artist = int(self.items.artist_of[row])
@@ -914,7 +947,7 @@ class Engine:
         return builder.row(NEW_RELEASES, "New releases for you", entries)
 
     def _trending_row(self, builder: _RowBuilder, now: float) -> Row:
-        def entries() -> Iterator[tuple[int, float, str]]:
+        def entries() -> Iterator[Entry]:
             for row in self.trending_rows:
                 plays = self.popularity.recent_play_count(row, now=now)
                 yield row, plays, f"Trending: {round(plays)} plays today"
