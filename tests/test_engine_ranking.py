@@ -175,3 +175,37 @@ def test_engine_upserts_keep_artist_candidates_fresh() -> None:
     assert tails[vale, : sizes[vale]].tolist() == [0]
     restored = Engine.restore(engine.snapshot())
     assert len(restored._ranking.stamps) == 0  # scratch space is not state
+
+
+def test_neighbours_kernel_equals_cooccurrence_neighbours(trained: tuple[Engine, float]) -> None:
+    engine, now = trained
+    compared = 0
+    for seed in range(len(engine.items)):
+        k = engine.config.max_neighbours if seed % 2 else 5
+        rows, scores = engine._neighbours(seed, k, now)
+        expected = engine.cooccurrence.neighbours(seed, k, now=now)
+        assert list(zip(rows.tolist(), scores.tolist(), strict=True)) == expected
+        compared += bool(expected)
+    assert compared > 100
+
+
+def test_release_table_equals_the_numpy_definition(trained: tuple[Engine, float]) -> None:
+    engine, now = trained
+    window = engine.config.new_release_window
+    candidates = engine._release_candidates()
+    for user_id in list(engine.users)[:20]:
+        user = engine.users[user_id]
+        for at in (now, now - window / 2):
+            rows, scores, affinity = engine._release_table(user, at)
+            released = engine.items.released_at[candidates]
+            with np.errstate(invalid="ignore"):
+                keep = released <= at
+                keep &= (released >= at - window) & engine.items.active[candidates]
+            recent, released = candidates[keep], released[keep]
+            taste = engine.taste.scores(user, engine.items, recent).astype(np.float64)
+            score = taste + 0.1 * (1.0 - (at - released) / window)
+            order = np.lexsort((recent, -score))[: len(rows)]
+            assert len(rows) == min(len(recent), 300)
+            assert rows.tolist() == recent[order].tolist()
+            assert scores.tolist() == score[order].tolist()
+            assert affinity.tolist() == taste[order].tolist()

@@ -726,18 +726,37 @@ class Engine:
                 break
             if weight < c.strong_play_weight:
                 continue
-            neighbours = self.cooccurrence.neighbours(seed, c.max_neighbours, now=now)
-            if not neighbours:
+            neighbours, scores = self._neighbours(seed, c.max_neighbours, now)
+            if not len(neighbours):
                 continue
             label = self.items.label(seed)
+            reason = f"Often played with {label}"
             row = builder.row(
                 f"{BECAUSE_PREFIX}{self.items.ids[seed]}",
                 f"Because you played {label}",
-                ((other, score, f"Often played with {label}") for other, score in neighbours),
+                (
+                    (other, score, reason)
+                    for other, score in zip(neighbours.tolist(), scores.tolist(), strict=True)
+                ),
             )
             if row.items:
                 rows.append(row)
         return rows
+
+    def _neighbours(self, row: int, k: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """``Cooccurrence.neighbours`` as two arrays, in one compiled call."""
+        cooccurrence = self.cooccurrence
+        return kernels.scored_neighbours(
+            cooccurrence.neighbour_rows,
+            cooccurrence.strengths,
+            cooccurrence.counts,
+            row,
+            cooccurrence.scale_at(now),
+            cooccurrence.totals.raw(len(self.items)),
+            cooccurrence.totals.scale(now),
+            float(cooccurrence.damping),
+            k,
+        )
 
     def _discover_candidates(
         self,
@@ -876,25 +895,30 @@ class Engine:
         Returns rows, scores (taste for the item plus a little freshness) and taste
         affinities, aligned and sorted by score.
         """
-        window = self.config.new_release_window
         if self.refreshed_at is None:
             candidates = np.arange(len(self.items))
         else:
             candidates = self._release_candidates()
-        released = self.items.released_at[candidates]
-        with np.errstate(invalid="ignore"):
-            keep = (released <= now) & (released >= now - window) & self.items.active[candidates]
-        recent = candidates[keep]
-        released = released[keep]
-        if user is not None and user.artist_keys:
-            affinity = self.taste.scores(user, self.items, recent).astype(np.float64)
-        else:
-            affinity = np.zeros(len(recent))
-        score = affinity + 0.1 * (1.0 - (now - released) / window)
         # Rows are consumed best first and rarely beyond a few rows' worth: one selection
         # of the best few hundred instead of sorting every recent release of a big catalog.
-        order = top_rows(score, max(_RELEASE_CANDIDATES, 20 * self.config.row_size))
-        return recent[order], score[order], affinity[order]
+        taste, scale = _NO_TASTE, 0.0
+        if user is not None and user.artist_keys:
+            taste, scale = _taste_arrays(user), 1.0 / self.taste.total(user)
+        items = self.items
+        return kernels.release_table(
+            candidates,
+            items.released_at,
+            items.active,
+            now,
+            self.config.new_release_window,
+            items.artist_of,
+            items.genres_of,
+            *taste,
+            len(items.artists),
+            len(items.genres),
+            scale,
+            max(_RELEASE_CANDIDATES, 20 * self.config.row_size),
+        )
 
     def _release_candidates(self) -> np.ndarray:
         """:attr:`release_rows` as a sorted distinct array, converted once per change."""
@@ -947,10 +971,14 @@ class Engine:
         return builder.row(NEW_RELEASES, "New releases for you", entries)
 
     def _trending_row(self, builder: _RowBuilder, now: float) -> Row:
+        # Recent play counts (Popularity.recent_play_count) of the whole chart at once.
+        recent = self.popularity.recent_plays
+        rows = np.asarray(self.trending_rows, dtype=np.int64)
+        plays = recent.raw(len(self.items))[rows] * recent.scale(now)
+
         def entries() -> Iterator[Entry]:
-            for row in self.trending_rows:
-                plays = self.popularity.recent_play_count(row, now=now)
-                yield row, plays, f"Trending: {round(plays)} plays today"
+            for row, count in _in_chunks(rows, plays):
+                yield row, count, f"Trending: {round(count)} plays today"
 
         return builder.row(TRENDING, "Trending now", entries())
 
@@ -993,6 +1021,24 @@ def _in_chunks(*columns: np.ndarray, size: int = 32) -> Iterator[tuple]:
     """
     for start in range(0, len(columns[0]), size):
         yield from zip(*(column[start : start + size].tolist() for column in columns), strict=True)
+
+
+_NO_TASTE: Final = (
+    np.zeros(0, dtype=np.int32),
+    np.zeros(0, dtype=np.float32),
+    np.zeros(0, dtype=np.int32),
+    np.zeros(0, dtype=np.float32),
+)
+
+
+def _taste_arrays(user: UserState) -> tuple[np.ndarray, ...]:
+    """The user's artist and genre affinities (keys, values) as arrays for kernels."""
+    return (
+        copied(user.artist_keys, np.int32),
+        copied(user.artist_values, np.float32),
+        copied(user.genre_keys, np.int32),
+        copied(user.genre_values, np.float32),
+    )
 
 
 def _unique(rows: np.ndarray) -> np.ndarray:
