@@ -141,6 +141,7 @@ def event_features(
     """
     cooccurrence = engine.cooccurrence
     taste = engine.taste
+    previous = user.last_outcome(row)
     return kernels.event_features(
         row,
         user.recent_rows,
@@ -148,8 +149,7 @@ def event_features(
         user.n_recent,
         engine.config.cooc_window,
         RECENT_SKIP_WINDOW,
-        copied(user.seen, np.int32),  # grows: see copied()
-        copied(user.seen_outcome, np.int8),
+        _NEVER_MET if previous is None else previous,
         cooccurrence.neighbour_rows,
         cooccurrence.strengths,
         cooccurrence.counts,
@@ -189,6 +189,8 @@ def item_matrix_of(
 
 
 _NO_VECTOR: Final = np.zeros(0, dtype=np.float32)
+#: ``previous`` of an item the user never met (the kernel's "not seen").
+_NEVER_MET: Final = float("nan")
 
 
 def item_and_taste_inputs(
