@@ -386,93 +386,53 @@ def item_matrix(
     """
     n = len(rows)
     out = np.zeros((n, 11), dtype=np.float64)
+    n_learned = len(learned)
+    has_vector = len(user_vector) > 0
     has_taste = len(artist_keys) > 0
-    if has_taste:
+    # Tables over every artist and genre pay off for many rows; a few look their keys up.
+    use_tables = has_taste and n > _LOOKUP_MAX_ROWS
+    if use_tables:
         artist_table = _dense(artist_keys, artist_values, n_artists)
         genre_table = _dense(genre_keys, genre_values, n_genres)
     else:
         artist_table = genre_table = np.zeros(1, dtype=np.float64)
     for i in range(n):
         row = rows[i]
-        artist = artist_of[row]
-        artist_raw = genre_mean = 0.0
-        if has_taste and artist >= 0:
-            artist_raw = artist_table[artist]
-            genre_mean = _genre_mean(genres_of, row, genre_table)
-        _item_row(
-            out[i],
-            row,
-            cooc[i],
-            plays,
-            plays_scale,
-            recent,
-            recent_scale,
-            skips,
-            skips_scale,
-            skip_share,
-            learned,
-            item_bias,
-            item_factors,
-            user_vector,
-            released_at,
-            release_window,
-            now,
-            has_taste and artist >= 0,
-            artist_raw,
-            genre_mean,
-            inverse_total,
-            taste_scale,
+        if row < n_learned and learned[row]:
+            out[i, 1] = item_bias[row]
+            if has_vector:
+                out[i, 0] = _dot(item_factors, row, user_vector)
+        row_plays = plays[row] * plays_scale
+        row_skips = skips[row] * skips_scale
+        out[i, 4] = math.log(1.0 + row_plays)
+        out[i, 5] = math.log(1.0 + recent[row] * recent_scale)
+        out[i, 6] = (row_skips + SKIP_RATE_PRIOR * skip_share) / (
+            row_skips + row_plays + SKIP_RATE_PRIOR
         )
+        if cooc[i] != 0.0:
+            out[i, 7] = math.log(1.0 + cooc[i])
+        age = now - released_at[row]
+        if age >= 0.0:  # False for NaN: no release date, no freshness
+            out[i, 8] = math.exp(-age / release_window)
+        artist = artist_of[row]
+        if has_taste and artist >= 0:
+            if use_tables:
+                artist_raw = artist_table[artist]
+                genre_mean = _genre_mean(genres_of, row, genre_table)
+            else:
+                artist_raw = _lookup_value(artist_keys, artist_values, artist)
+                genre_mean = _genre_mean_of_keys(genres_of, row, genre_keys, genre_values)
+            out[i, 2] = (artist_raw + genre_mean) * inverse_total
+            out[i, 3] = artist_raw * inverse_total
+            if artist_raw != 0.0:
+                out[i, 9] = _signed_log(artist_raw * taste_scale)
+            if genre_mean != 0.0:
+                out[i, 10] = _signed_log(genre_mean * taste_scale)
     return out
 
 
-@njit(cache=True)
-def _item_row(
-    out: np.ndarray,
-    row: int,
-    cooc: float,
-    plays: np.ndarray,
-    plays_scale: float,
-    recent: np.ndarray,
-    recent_scale: float,
-    skips: np.ndarray,
-    skips_scale: float,
-    skip_share: float,
-    learned: np.ndarray,
-    item_bias: np.ndarray,
-    item_factors: np.ndarray,
-    user_vector: np.ndarray,
-    released_at: np.ndarray,
-    release_window: float,
-    now: float,
-    has_taste: bool,
-    artist_raw: float,
-    genre_mean: float,
-    inverse_total: float,
-    taste_scale: float,
-) -> None:
-    """The 11 item features of one row into ``out`` (zeros), given its raw taste values."""
-    if row < len(learned) and learned[row]:
-        out[1] = item_bias[row]
-        if len(user_vector) > 0:
-            out[0] = _dot(item_factors, row, user_vector)
-    row_plays = plays[row] * plays_scale
-    row_skips = skips[row] * skips_scale
-    out[4] = math.log(1.0 + row_plays)
-    out[5] = math.log(1.0 + recent[row] * recent_scale)
-    out[6] = (row_skips + SKIP_RATE_PRIOR * skip_share) / (row_skips + row_plays + SKIP_RATE_PRIOR)
-    if cooc != 0.0:
-        out[7] = math.log(1.0 + cooc)
-    age = now - released_at[row]
-    if age >= 0.0:  # False for NaN: no release date, no freshness
-        out[8] = math.exp(-age / release_window)
-    if has_taste:
-        out[2] = (artist_raw + genre_mean) * inverse_total
-        out[3] = artist_raw * inverse_total
-        if artist_raw != 0.0:
-            out[9] = _signed_log(artist_raw * taste_scale)
-        if genre_mean != 0.0:
-            out[10] = _signed_log(genre_mean * taste_scale)
+#: Up to this many rows, :func:`item_matrix` looks taste keys up instead of building tables.
+_LOOKUP_MAX_ROWS = 8
 
 
 @njit(cache=True)
@@ -482,6 +442,21 @@ def _lookup_value(keys: np.ndarray, values: np.ndarray, key: int) -> float:
         if keys[i] == key:
             return float(values[i])
     return 0.0
+
+
+@njit(cache=True)
+def _genre_mean_of_keys(
+    genres_of: np.ndarray, row: int, genre_keys: np.ndarray, genre_values: np.ndarray
+) -> float:
+    """:func:`_genre_mean` with the genre values looked up in ``genre_keys``."""
+    total = 0.0
+    count = 0
+    for slot in range(genres_of.shape[1]):
+        genre = genres_of[row, slot]
+        if genre >= 0:
+            total += _lookup_value(genre_keys, genre_values, genre)
+            count += 1
+    return total / max(count, 1)
 
 
 @njit(cache=True)
@@ -663,8 +638,8 @@ def event_features(
     """The per-event features of one item for one user, in one call.
 
     Entries ``0 .. N_ITEM_FEATURES - 1`` are :func:`item_matrix` of ``row``
-    (the same per-row code, with the item's artist and genres looked up in the
-    user's affinities instead of tables over every artist and genre); then
+    (which looks one item's artist and genres up in the user's affinities
+    instead of building tables over every artist and genre); then
     whether the user has met the item (:data:`SEEN`), the user's latest signal
     on it (:data:`PREVIOUS`: ``previous``, NaN for an item never met) and the
     share of skips among the user's last
@@ -720,27 +695,19 @@ def event_features(
         out[SEEN] = 1.0
         out[PREVIOUS] = previous
     inverse_total = 0.0
-    has_taste = len(artist_keys) > 0 and artist_of[row] >= 0
-    artist_raw = genre_mean = 0.0
-    if has_taste:
+    if len(artist_keys) > 0:
         positive = 0.0
         for value in artist_values:
             if value > 0:
                 positive += float(value)
         inverse_total = 1.0 / max(positive, 1e-12)
-        # One item: look its artist and genres up (no tables over every artist and genre).
-        artist_raw = _lookup_value(artist_keys, artist_values, artist_of[row])
-        count = 0
-        for slot in range(genres_of.shape[1]):
-            genre = genres_of[row, slot]
-            if genre >= 0:
-                genre_mean += _lookup_value(genre_keys, genre_values, genre)
-                count += 1
-        genre_mean /= max(count, 1)
-    _item_row(
-        out,
-        row,
-        cooc,
+    rows = np.empty(1, dtype=np.int64)
+    rows[0] = row
+    cooc_column = np.empty(1, dtype=np.float64)
+    cooc_column[0] = cooc
+    features = item_matrix(
+        rows,
+        cooc_column,
         plays,
         plays_scale,
         recent,
@@ -755,12 +722,18 @@ def event_features(
         released_at,
         release_window,
         now,
-        has_taste,
-        artist_raw,
-        genre_mean,
+        artist_of,
+        genres_of,
+        artist_keys,
+        artist_values,
+        genre_keys,
+        genre_values,
+        n_artists,
+        n_genres,
         inverse_total,
         taste_scale,
     )
+    out[:N_ITEM_FEATURES] = features[0]
     return out
 
 
