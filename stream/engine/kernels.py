@@ -38,7 +38,7 @@ N_ITEM_FEATURES = 11
 SKIP_RATE_PRIOR = 4.0
 
 
-#: Above this ``k``, :func:`top_k` selects with a partition and a sort of the selected.
+#: Above this ``k``, :func:`top_k` keeps a heap instead of a sorted buffer.
 _INSERTION_MAX_K = 64
 
 
@@ -46,15 +46,13 @@ _INSERTION_MAX_K = 64
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest finite scores, best first, ties by lower index.
 
-    A small ``k``: one pass with a small sorted buffer (no copy, partition or sort
-    of ``scores``). A large one (a chart of a thousand): the finite scores are
-    partitioned around the ``k``-th largest and only those above it are sorted,
-    instead of inserting each of them into a long buffer.
+    One pass, no copy, partition or sort of ``scores``: a small ``k`` keeps a
+    small sorted buffer; a large one (a chart of a thousand) a heap, sorted at the end.
     """
     n = len(scores)
     k = min(k, n)
     if k > _INSERTION_MAX_K:
-        return _top_k_partitioned(scores, k)
+        return _top_k_heap(scores, k)
     best_rows = np.empty(max(k, 0), dtype=np.int64)
     best_scores = np.empty(max(k, 0), dtype=np.float64)
     size = 0
@@ -79,42 +77,64 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _top_k_partitioned(scores: np.ndarray, k: int) -> np.ndarray:
-    finite = np.empty(len(scores), dtype=np.float64)
-    n_finite = 0
-    for row in range(len(scores)):
-        value = float(scores[row])
-        if math.isfinite(value):
-            finite[n_finite] = value
-            n_finite += 1
-    if n_finite <= k:
-        threshold = -np.inf
-        n_at_threshold = n_finite
-    else:
-        # The k-th largest value; every value above it is in, then equal ones by row.
-        threshold = np.partition(finite[:n_finite], n_finite - k)[n_finite - k]
-        above = 0
-        for i in range(n_finite):
-            if finite[i] > threshold:
-                above += 1
-        n_at_threshold = k - above
-    chosen_rows = np.empty(min(k, n_finite), dtype=np.int64)
-    chosen_scores = np.empty(min(k, n_finite), dtype=np.float64)
+def _worse(score_a: float, row_a: int, score_b: float, row_b: int) -> bool:
+    """Whether (score_a, row_a) ranks after (score_b, row_b): lower score, then higher row."""
+    return score_a < score_b or (score_a == score_b and row_a > row_b)
+
+
+@njit(cache=True)
+def _sift_down(scores: np.ndarray, rows: np.ndarray, size: int, position: int) -> None:
+    # A heap whose top is the worst kept entry.
+    while True:
+        worst = position
+        for child in (2 * position + 1, 2 * position + 2):
+            if child < size and _worse(scores[child], rows[child], scores[worst], rows[worst]):
+                worst = child
+        if worst == position:
+            return
+        scores[position], scores[worst] = scores[worst], scores[position]
+        rows[position], rows[worst] = rows[worst], rows[position]
+        position = worst
+
+
+@njit(cache=True)
+def _top_k_heap(scores: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_k` for a long ``k``: a heap of the kept entries, worst on top.
+
+    Each score that beats the worst kept one replaces it in ``log k`` steps
+    (an insertion into a sorted buffer moves ``k / 2`` entries), then the kept
+    entries are sorted once.
+    """
+    kept_scores = np.empty(k, dtype=np.float64)
+    kept_rows = np.empty(k, dtype=np.int64)
     size = 0
     for row in range(len(scores)):
         value = float(scores[row])
-        if not math.isfinite(value) or value < threshold:
+        if not math.isfinite(value):
             continue
-        if value == threshold:
-            if n_at_threshold == 0:
-                continue
-            n_at_threshold -= 1
-        chosen_rows[size] = row
-        chosen_scores[size] = -value
-        size += 1
-    # A stable sort of rows in increasing order: ties stay by lower row.
-    order = np.argsort(chosen_scores[:size], kind="mergesort")
-    return chosen_rows[order]
+        if size < k:
+            # Sift up.
+            position = size
+            kept_scores[position] = value
+            kept_rows[position] = row
+            size += 1
+            while position > 0:
+                up = (position - 1) // 2
+                if not _worse(value, row, kept_scores[up], kept_rows[up]):
+                    break
+                kept_scores[position], kept_rows[position] = kept_scores[up], kept_rows[up]
+                kept_scores[up], kept_rows[up] = value, row
+                position = up
+        elif value > kept_scores[0]:
+            # Rows arrive in increasing order: an equal score never beats a kept row.
+            kept_scores[0] = value
+            kept_rows[0] = row
+            _sift_down(kept_scores, kept_rows, size, 0)
+    # Best first, ties by lower row: sort by row, then stably by descending score.
+    by_row = np.argsort(kept_rows[:size])
+    rows = kept_rows[:size][by_row]
+    order = np.argsort(-kept_scores[:size][by_row], kind="mergesort")
+    return rows[order]
 
 
 @njit(cache=True)
@@ -156,34 +176,37 @@ def mf_top_k(
     learned: int,
     k: int,
 ) -> np.ndarray:
-    """Finish MF scores in place and return the ``k`` best rows.
+    """Finish MF scores in place and return the ``k`` best rows, in one pass.
 
     ``dots[:learned]`` holds ``item_factors @ vector`` (from BLAS); each row
     becomes ``dot + offset + penalty``, ``-inf`` for rows in sorted ``seen`` and
-    for rows at or beyond ``learned``. The result is :func:`top_k` of ``dots``.
-    The sums are one branch-free (SIMD) sweep; the selection is a second sweep
-    that, once ``k`` rows are kept, mostly compares each score to the threshold.
+    for rows at or beyond ``learned``. The result is :func:`top_k` of ``dots``:
+    one sweep instead of numpy's two masked writes and a separate selection.
     """
     size = len(dots)
-    learned = min(learned, size)
-    for row in range(learned):
-        dots[row] = dots[row] + offset[row] + penalty[row]
-    for row in range(learned, size):
-        dots[row] = -np.inf
-    for i in range(len(seen)):
-        if seen[i] < size:
-            dots[seen[i]] = -np.inf
     k = min(k, size)
     best_rows = np.empty(max(k, 0), dtype=np.int64)
     best_scores = np.empty(max(k, 0), dtype=np.float64)
-    if k <= 0:
-        return best_rows[:0]
     kept = 0
+    cursor = 0
+    n_seen = len(seen)
     threshold = -np.inf
-    for row in range(learned):
-        value = float(dots[row])
+    for row in range(size):
+        if row >= learned:
+            dots[row] = -np.inf
+            continue
+        while cursor < n_seen and seen[cursor] < row:
+            cursor += 1
+        if cursor < n_seen and seen[cursor] == row:
+            dots[row] = -np.inf
+            continue
+        score = dots[row] + offset[row] + penalty[row]
+        dots[row] = score
+        value = float(score)
         # Rows arrive in increasing order, so an equal score never displaces a kept row.
-        if value <= threshold or not math.isfinite(value):
+        if kept == k and value <= threshold:
+            continue
+        if k == 0 or not math.isfinite(value):
             continue
         position = kept if kept < k else k - 1
         while position > 0 and best_scores[position - 1] < value:
