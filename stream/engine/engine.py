@@ -187,6 +187,7 @@ class Engine:
         # Rows released within the window at the last refresh, plus items upserted since.
         self.release_rows: list[int] = []
         self._release_array: np.ndarray | None = None  # release_rows, sorted
+        self._release_times: np.ndarray | None = None  # their release dates (aligned)
         self.popularity_score = np.zeros(0, dtype=np.float32)
         self.refreshed_at: float | None = None
         self.events_since_refresh = 0
@@ -207,11 +208,11 @@ class Engine:
         row = self.items.upsert(item)
         self._ranking.catalog_changed(artist, int(self.items.artist_of[row]))
         self._state_version += 1
+        self._release_array = None  # the item's release date may have changed
         if self.refreshed_at is None or (
             item.released_at >= self.refreshed_at - self.config.new_release_window
         ):
             self.release_rows.append(row)
-            self._release_array = None
 
     def remove_item(self, item_id: str) -> None:
         """Catalog tombstone: the item is never recommended again (until re-upserted)."""
@@ -897,8 +898,11 @@ class Engine:
         """
         if self.refreshed_at is None:
             candidates = np.arange(len(self.items))
+            released = self.items.released_at[: len(self.items)]
         else:
             candidates = self._release_candidates()
+            assert self._release_times is not None
+            released = self._release_times
         # Rows are consumed best first and rarely beyond a few rows' worth: one selection
         # of the best few hundred instead of sorting every recent release of a big catalog.
         taste, scale = _NO_TASTE, 0.0
@@ -907,7 +911,7 @@ class Engine:
         items = self.items
         return kernels.release_table(
             candidates,
-            items.released_at,
+            released,
             items.active,
             now,
             self.config.new_release_window,
@@ -921,9 +925,14 @@ class Engine:
         )
 
     def _release_candidates(self) -> np.ndarray:
-        """:attr:`release_rows` as a sorted distinct array, converted once per change."""
+        """:attr:`release_rows` as a sorted distinct array, converted once per change.
+
+        Their release dates are kept aligned (:attr:`_release_times`): the window
+        test then reads one short array instead of the catalog's, row by row.
+        """
         if self._release_array is None:
             self._release_array = _unique(np.asarray(self.release_rows, dtype=np.int64))
+            self._release_times = self.items.released_at[self._release_array]
         return self._release_array
 
     def _release_entries(
@@ -1005,6 +1014,7 @@ class Engine:
         # Caches are not state: a restored engine starts without them.
         state["_features_for"] = None
         state["_release_array"] = None
+        state["_release_times"] = None
         state.setdefault("_ranking", RankingCache())
         state.setdefault("_state_version", 0)  # snapshots from before the memo key
         self.__dict__.update(state)

@@ -888,7 +888,8 @@ def top_picks(
     """
     n_cap = len(stamps)
     for i in range(len(seen)):
-        stamps[seen[i]] = tag
+        if seen[i] < n_cap:
+            stamps[seen[i]] = tag
     taken = tag + 1
     size_limit = len(mf_top) + len(popular) + n_artist_sources * artist_tails.shape[1]
     size_limit += n_genre_sources * genre_depth
@@ -1055,7 +1056,7 @@ def top_picks(
 @njit(cache=True)
 def release_table(
     candidates: np.ndarray,
-    released_at: np.ndarray,
+    candidate_released_at: np.ndarray,
     active: np.ndarray,
     now: float,
     window: float,
@@ -1071,6 +1072,8 @@ def release_table(
     k: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` best active ``candidates`` released within ``window`` before ``now``.
+
+    ``candidate_released_at`` holds the candidates' release dates (aligned).
 
     Each scores its taste affinity (:func:`taste_scores`, no affinity when
     ``artist_keys`` is empty) plus ``0.1`` times its freshness; returns rows,
@@ -1090,9 +1093,11 @@ def release_table(
     size = 0
     oldest = now - window
     for i in range(n):
+        released = candidate_released_at[i]
+        if not (released <= now and released >= oldest):
+            continue
         row = candidates[i]
-        released = released_at[row]
-        if not (released <= now and released >= oldest and active[row]):
+        if not active[row]:
             continue
         value = 0.0
         if has_taste:
