@@ -266,42 +266,52 @@ def evaluate(
     discount = [1.0 / math.log2(position + 2) for position in range(k)]
 
     bar = _ProgressBar(_expected_total(events, limit)) if progress else None
+    # The loop runs once per event: the model's methods and the containers' methods are
+    # looked up once here, not per event.
+    rank, learn = model.rank, model.learn
+    add_known, add_recommended = known_items.add, recommended.update
+    add_score, add_label = skip_scores.append, skip_labels.append
+    seen_of = seen_by_user.get
+    skip = EventType.SKIP
     started = time.perf_counter()
     processed = 0
     try:
         for event in events:
             if limit is not None and processed >= limit:
                 break
-            if event.timestamp < last_time:
+            at = event.timestamp
+            if at < last_time:
                 raise ValueError(
-                    f"event {event.event_id!r} at {event.timestamp} comes after one at "
+                    f"event {event.event_id!r} at {at} comes after one at "
                     f"{last_time}: the log must be in time order"
                 )
-            last_time = event.timestamp
+            last_time = at
             processed += 1
-            counts[event.type] += 1
-            known_items.add(event.item_id)
-            seen = seen_by_user.get(event.user_id)
+            kind = event.type
+            counts[kind] += 1
+            item_id = event.item_id
+            add_known(item_id)
+            seen = seen_of(event.user_id)
 
-            if seen is not None and event.type is not EventType.SKIP and event.item_id not in seen:
+            if seen is not None and kind is not skip and item_id not in seen:
                 eligible += 1
-                ranking = model.rank(event.user_id, k, now=event.timestamp)
+                ranking = rank(event.user_id, k, now=at)
                 invalid += max(0, len(ranking) - k) + _contract_breaks(ranking[:k], seen)
                 ranking = ranking[:k]
-                recommended.update(ranking)
-                if event.item_id in ranking:
+                add_recommended(ranking)
+                if item_id in ranking:
                     hits += 1
-                    gain += discount[ranking.index(event.item_id)]
+                    gain += discount[ranking.index(item_id)]
 
             if predict_skip is not None:
-                skip_scores.append(predict_skip(event))
-                skip_labels.append(event.type is EventType.SKIP)
+                add_score(predict_skip(event))
+                add_label(kind is skip)
 
-            model.learn(event)
+            learn(event)
             if seen is None:
-                seen_by_user[event.user_id] = {event.item_id}
+                seen_by_user[event.user_id] = {item_id}
             else:
-                seen.add(event.item_id)
+                seen.add(item_id)
             if bar is not None and processed % 2048 == 0:
                 bar.advance(processed)
     finally:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.engine.kernels import cooc_sums, lookup, top_k, top_picks_score, unseen_candidates
+from stream.engine.kernels import (
+    cooc_sums,
+    lookup,
+    rows_by_genre,
+    top_k,
+    top_picks_score,
+    unseen_candidates,
+)
 
 
 def test_top_k_is_the_stable_order_of_the_finite_scores() -> None:
@@ -58,3 +65,22 @@ def test_top_picks_score_is_the_blend_plus_weighted_play_through() -> None:
     with_skip_model = top_picks_score(features, 1.0, 1.5, 2.0, 2.5, coefficients, 0.1, 0.5)
     play_through = 1.0 - 1.0 / (1.0 + np.exp(-(0.1 - 2.0 * features[:, 0])))
     np.testing.assert_allclose(with_skip_model, no_skip_model + 0.5 * play_through)
+
+
+def test_top_k_of_a_long_chart_is_the_stable_order_too() -> None:
+    rng = np.random.default_rng(2)
+    scores = rng.integers(0, 50, size=5_000).astype(np.float64)  # many ties at every cut
+    scores[rng.integers(0, 5_000, size=300)] = -np.inf
+    scores[rng.integers(0, 5_000, size=30)] = np.nan
+    finite = np.flatnonzero(np.isfinite(scores))
+    expected = finite[np.lexsort((finite, -scores[finite]))]
+    for k in (65, 200, 1_000, 4_690, 10_000):
+        assert top_k(scores, k).tolist() == expected[:k].tolist()
+
+
+def test_rows_by_genre_keeps_each_genres_first_rows_in_order() -> None:
+    genres_of = np.array([[0, 1, -1], [1, -1, -1], [0, 0, 2], [2, 1, -1]], dtype=np.int32)
+    ranked = np.array([3, 1, 0, 2])
+    rows, starts = rows_by_genre(ranked, genres_of, 4, 2)
+    by_genre = [rows[starts[g] : starts[g + 1]].tolist() for g in range(4)]
+    assert by_genre == [[0, 2], [3, 1], [3, 2], []]

@@ -39,10 +39,11 @@ same seed reproduces the same state and the same lists.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -55,15 +56,14 @@ from stream.engine.factors import FactorModel
 from stream.engine.features import (
     ITEM_FEATURES,
     event_features,
-    item_matrix_of,
+    item_and_taste_inputs,
     positive_seeds,
     recent_skip_share,
-    seed_weights,
     user_context,
 )
 from stream.engine.item_updates import ItemSync, ItemUpdates
-from stream.engine.kernels import lookup, top_picks_score, unseen_candidates
 from stream.engine.popularity import Popularity, top_rows
+from stream.engine.ranking import RankingCache
 from stream.engine.signals import event_weight, hour_bucket, normalise_device
 from stream.engine.skip_model import SkipModel
 from stream.engine.state import ItemIndex, UserState, copied
@@ -98,11 +98,18 @@ _DISCOVER_MF_POOL: Final = 200
 #: New releases considered per list (the best matches; rows need a dozen).
 _RELEASE_CANDIDATES: Final = 300
 _LONG_TAIL_START: Final = 50
+#: Long-tail rows selected before the whole tail is sorted (a Discover row takes a few).
+_LONG_TAIL_HEAD: Final = 32
 #: Skip-model coefficients when the skip model is left out of a ranking.
 _NO_SKIP_MODEL: Final = np.zeros(len(ITEM_FEATURES))
 #: Names of the entries of :func:`~stream.engine.features.event_features`.
 _EVENT_FEATURES: Final = (*ITEM_FEATURES, "seen", "previous", "recent_skips")
+#: The skip model's per-event features after the context ones, in this order.
+_SKIP_VALUES: Final = (*_EVENT_FEATURES, "mf_user", "user_events")
 _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the evening")
+
+#: A row candidate: (row, score, reason), the reason possibly deferred (called when taken).
+Entry = tuple[int, float, str | Callable[[], str]]
 
 
 class _Scored(NamedTuple):
@@ -112,6 +119,10 @@ class _Scored(NamedTuple):
     score: np.ndarray
     cooc: np.ndarray
     taste: np.ndarray
+    #: Per candidate, the seed it co-occurs with most (-1: none), for reasons.
+    best_seed: np.ndarray
+    #: Positions of the best ``k`` candidates asked for, best first.
+    best: np.ndarray
 
 
 class Engine:
@@ -177,15 +188,17 @@ class Engine:
         # Rows released within the window at the last refresh, plus items upserted since.
         self.release_rows: list[int] = []
         self._release_array: np.ndarray | None = None  # release_rows, sorted
+        self._release_times: np.ndarray | None = None  # their release dates (aligned)
         self.popularity_score = np.zeros(0, dtype=np.float32)
         self.refreshed_at: float | None = None
         self.events_since_refresh = 0
         # Features of the last event seen by predict_skip/learn, and the state version
         # they were computed on (bumped by every change that could alter features).
-        self._features_for: tuple[Interaction, int, dict[str, float]] | None = None
+        self._features_for: tuple[Interaction, int, dict[str, float], list[float]] | None = None
         self._state_version = 0
         # What of the item side has been shared with other engines (from the first take/apply).
         self.item_sync: ItemSync | None = None
+        self._ranking = RankingCache()
 
     def __repr__(self) -> str:
         return f"Engine({self.config!r})"
@@ -193,13 +206,16 @@ class Engine:
     # ================================================================== catalog
     def upsert_item(self, item: CatalogItem) -> None:
         """Add or update an item's catalog metadata (a removed item comes back)."""
+        previous = self.items.row(item.item_id)
+        artist = -1 if previous is None else int(self.items.artist_of[previous])
         row = self.items.upsert(item)
+        self._ranking.catalog_changed(artist, int(self.items.artist_of[row]))
         self._state_version += 1
+        self._release_array = None  # the item's release date may have changed
         if self.refreshed_at is None or (
             item.released_at >= self.refreshed_at - self.config.new_release_window
         ):
             self.release_rows.append(row)
-            self._release_array = None
 
     def remove_item(self, item_id: str) -> None:
         """Catalog tombstone: the item is never recommended again (until re-upserted)."""
@@ -331,18 +347,28 @@ class Engine:
         # One sort of the played rows (most played first, ties by row), then each genre
         # keeps its first rows in that order: no partial sort of the catalog per genre.
         ranked = playable[np.argsort(-plays[playable], kind="stable")]
-        genres = self.items.genres_of[ranked]
-        return [
-            ranked[(genres == genre).any(axis=1)][:_CACHED_PER_GENRE]
-            for genre in range(len(self.items.genres))
-        ]
+        rows, starts = kernels.rows_by_genre(
+            ranked, self.items.genres_of, len(self.items.genres), _CACHED_PER_GENRE
+        )
+        return np.split(rows, starts[1:-1]) if len(self.items.genres) else []
 
     # ================================================================== feature models
     def _positive_seeds(self, user: UserState, limit: int) -> list[tuple[int, float, float]]:
         return positive_seeds(user, limit)
 
     def _skip_features(self, event: Interaction, user: UserState, row: int) -> dict[str, float]:
-        """Context + item features of an event, before learning it (memoised per event).
+        """Context + item features of an event, before learning it, by name (see
+        :meth:`_skip_inputs`)."""
+        context, values = self._skip_inputs(event, user, row)
+        features = dict(context)
+        features.update(zip(_SKIP_VALUES, values, strict=True))
+        return features
+
+    def _skip_inputs(
+        self, event: Interaction, user: UserState, row: int
+    ) -> tuple[dict[str, float], list[float]]:
+        """Features of an event before learning it: the context by name, then the values of
+        :data:`_SKIP_VALUES` (memoised per event).
 
         The memo holds the features of one event object for the engine state they were
         computed on: :meth:`predict_skip` followed by :meth:`learn` of the same event
@@ -351,15 +377,14 @@ class Engine:
         """
         memo = self._features_for
         if memo is not None and memo[0] is event and memo[1] == self._state_version:
-            return memo[2]
+            return memo[2], memo[3]
         now = event.timestamp
-        features = user_context(user, now, event.device, from_list=event.source is not None)
-        vector = event_features(self, event.user_id, user, row, now).tolist()
-        features.update(zip(_EVENT_FEATURES, vector, strict=True))
-        features["mf_user"] = self.factors.river.u_biases.get(event.user_id, 0.0)
-        features["user_events"] = math.log1p(user.n_events)
-        self._features_for = (event, self._state_version, features)
-        return features
+        context = user_context(user, now, event.device, from_list=event.source is not None)
+        values = event_features(self, event.user_id, user, row, now).tolist()
+        values.append(self.factors.river.u_biases.get(event.user_id, 0.0))
+        values.append(math.log1p(user.n_events))
+        self._features_for = (event, self._state_version, context, values)
+        return context, values
 
     def predict_skip(self, event: Interaction) -> float:
         """P(skip) for ``event`` from the contextual skip model, before learning it.
@@ -376,7 +401,8 @@ class Engine:
                 user, event.timestamp, event.device, from_list=event.source is not None
             )
             return self.skip_model.predict(features)
-        return self.skip_model.predict(self._skip_features(event, user, row))
+        context, values = self._skip_inputs(event, user, row)
+        return self.skip_model.predict_split(context, _SKIP_VALUES, values)
 
     # ================================================================== queries
     def known_user(self, user_id: str) -> bool:
@@ -488,32 +514,26 @@ class Engine:
         user: UserState,
         now: float,
         device: str | None,
-        mf_all: np.ndarray | None,
         mf_top: np.ndarray,
+        k: int = 0,
     ) -> _Scored:
-        """Candidates for Top picks with their scores (unsorted).
+        """Candidates for Top picks with their scores (unsorted) and the best ``k`` of them.
 
         The score is a blend of MF, co-occurrence, taste and popularity plus the
         skip model's P(play-through) weighted by ``skip_rerank_weight``
-        (:func:`~stream.engine.kernels.top_picks_score`).
+        (:func:`~stream.engine.kernels.top_picks_score`); candidates come from the
+        co-occurrence neighbours of the latest plays, the popular chart, the MF
+        top ``mf_top``, favourite artists' and genres' items. One compiled call
+        (:func:`~stream.engine.kernels.top_picks`) does all of it.
         """
         c = self.config
-        seeds = positive_seeds(user, c.cooc_window)
-        cooc_rows, cooc_values = self.cooccurrence.candidates(seed_weights(seeds), now=now)
-        sources = [cooc_rows, np.asarray(self.popular_rows[:_POPULAR_CANDIDATES], dtype=np.int64)]
-        sources.append(mf_top)
-        artists = self._artist_candidates(user)
-        if artists:
-            sources.append(np.asarray(artists, dtype=np.int64))
-        sources.extend(self._genre_candidates(user))
+        items = self.items
+        cache = self._ranking
+        cooccurrence = self.cooccurrence
         seen = copied(user.seen, np.int32)
-        rows = unseen_candidates(np.sort(np.concatenate(sources)), seen, self.items.active)
-        # Candidates' co-occurrence from the (sorted) co-occurrence candidates.
-        cooc = lookup(rows, cooc_rows, cooc_values)
-        features = item_matrix_of(self, user_id, user, rows, now, cooc)
         weight = 0.0
         coefficients, intercept = _NO_SKIP_MODEL, 0.0
-        if c.skip_rerank_weight and self.skip_model.n_learned and len(rows):
+        if c.skip_rerank_weight and self.skip_model.n_learned:
             common = user_context(user, now, device, from_list=True)
             common["seen"] = 0.0
             common["previous"] = 0.0
@@ -522,8 +542,41 @@ class Engine:
             common["user_events"] = math.log1p(user.n_events)
             coefficients, intercept = self.skip_model.linear_form(common, ITEM_FEATURES)
             weight = c.skip_rerank_weight
-        score = top_picks_score(
-            features,
+        has_taste = len(user.artist_keys) > 0
+        genre_rows, genre_starts = cache.genre_sources(self.popular_by_genre)
+        tails, tail_sizes = cache.artist_tails(items, _ITEMS_PER_ARTIST_CANDIDATE)
+        tag = cache.scratch(len(items))
+        rows, score, cooc, taste, best_seed, best = kernels.top_picks(
+            user.recent_rows,
+            user.recent_weights,
+            user.n_recent,
+            c.cooc_window,
+            seen,
+            items.active,
+            mf_top,
+            cache.popular(self.popular_rows, _POPULAR_CANDIDATES),
+            tails,
+            tail_sizes,
+            _ARTIST_CANDIDATES if has_taste else 0,
+            genre_rows,
+            genre_starts,
+            _GENRE_CANDIDATES_DEPTH,
+            _GENRE_CANDIDATES if len(user.genre_keys) and self.popular_by_genre else 0,
+            cooccurrence.neighbour_rows,
+            cooccurrence.strengths,
+            cooccurrence.counts,
+            cooccurrence.scale_at(now),
+            cooccurrence.totals.values,
+            cooccurrence.totals.scale(now),
+            float(cooccurrence.damping),
+            cache.stamps,
+            tag,
+            cache.cooc,
+            cache.seed,
+            cache.strength,
+            *item_and_taste_inputs(self, user_id, user, now),
+            1.0 / self.taste.total(user) if has_taste else 0.0,
+            self.taste.scale_at(user, now) if has_taste else 0.0,
             c.mf_blend,
             c.cooc_blend,
             c.taste_blend,
@@ -531,8 +584,9 @@ class Engine:
             coefficients,
             intercept,
             weight,
+            k,
         )
-        return _Scored(rows, score, features[:, kernels.COOC], features[:, kernels.TASTE])
+        return _Scored(rows, score, cooc, taste, best_seed, best)
 
     def _cold_ranking(
         self, now: float, device: str | None, exclude: Iterable[int], k: int
@@ -557,10 +611,9 @@ class Engine:
         ids = self.items.ids
         if user is None or not user.n_seen:
             return [ids[row] for row in self._cold_ranking(now, None, (), k)]
-        mf_all, mf_top = self._mf_scores(user_id, user, max(k, self.config.rerank_pool))
-        scored = self._score(user_id, user, now, None, mf_all, mf_top)
-        order = np.lexsort((scored.rows, -scored.score))[:k]
-        return [ids[row] for row in scored.rows[order].tolist()]
+        _, mf_top = self._mf_scores(user_id, user, max(k, self.config.rerank_pool))
+        scored = self._score(user_id, user, now, None, mf_top, max(k, 0))
+        return [ids[row] for row in scored.rows[scored.best].tolist()]
 
     # ================================================================== rows
     def recommend(
@@ -603,19 +656,21 @@ class Engine:
             builder.excluded.update(self._recently_skipped(user, now))
             # One pass over the catalog serves Top picks and Discover's MF arm.
             mf_all, mf_top = self._mf_scores(user_id, user, max(_DISCOVER_MF_POOL, c.rerank_pool))
-            scored = self._score(user_id, user, now, device, mf_all, mf_top[: c.rerank_pool])
+            scored = self._score(user_id, user, now, device, mf_top[: c.rerank_pool])
             order = np.lexsort((scored.rows, -scored.score))
+            cooc_top = float(scored.cooc.max()) if len(scored.cooc) else 0.0
+            pick_reason = functools.partial(
+                self._pick_reason, user, scored, now=now, cooc_top=cooc_top
+            )
             rows.append(
                 builder.row(
                     TOP_PICKS,
                     "Top picks for you",
                     (
-                        (
-                            int(scored.rows[i]),
-                            float(scored.score[i]),
-                            self._pick_reason(user, scored, i, now),
+                        (row, score, functools.partial(pick_reason, i))
+                        for i, row, score in _in_chunks(
+                            order, scored.rows[order], scored.score[order]
                         )
-                        for i in order.tolist()
                     ),
                 )
             )
@@ -650,20 +705,19 @@ class Engine:
         return {row for row, weight, at in user.newest_first() if weight < 0 and now - at <= window}
 
     # ------------------------------------------------------------------ reasons
-    def _pick_reason(self, user: UserState, scored: _Scored, i: int, now: float) -> str:
-        """The most specific true reason: a strong co-occurrence, else taste, else MF."""
-        c = self.config
+    def _pick_reason(
+        self, user: UserState, scored: _Scored, i: int, now: float, cooc_top: float
+    ) -> str:
+        """The most specific true reason: a strong co-occurrence, else taste, else MF.
+
+        ``cooc_top`` is the largest co-occurrence feature among the candidates.
+        """
         row = int(scored.rows[i])
-        cooc_share = float(scored.cooc[i]) / max(float(scored.cooc.max()), 1e-12)
+        cooc_share = float(scored.cooc[i]) / max(cooc_top, 1e-12)
         taste = float(scored.taste[i])
         if cooc_share >= 0.5 or (cooc_share > 0 and taste <= 0):
-            best_seed = None
-            best = 0.0
-            for seed, _, _ in self._positive_seeds(user, c.cooc_window):
-                strength = self.cooccurrence.strength(seed, row, now=now)
-                if strength > best:
-                    best, best_seed = strength, seed
-            if best_seed is not None:
+            best_seed = int(scored.best_seed[i])
+            if best_seed >= 0:
                 return f"Often played with {self.items.label(best_seed)}"
         if taste > 0:
             return self._taste_reason(user, row, now)
@@ -701,18 +755,37 @@ class Engine:
                 break
             if weight < c.strong_play_weight:
                 continue
-            neighbours = self.cooccurrence.neighbours(seed, c.max_neighbours, now=now)
-            if not neighbours:
+            neighbours, scores = self._neighbours(seed, c.max_neighbours, now)
+            if not len(neighbours):
                 continue
             label = self.items.label(seed)
+            reason = f"Often played with {label}"
             row = builder.row(
                 f"{BECAUSE_PREFIX}{self.items.ids[seed]}",
                 f"Because you played {label}",
-                ((other, score, f"Often played with {label}") for other, score in neighbours),
+                (
+                    (other, score, reason)
+                    for other, score in zip(neighbours.tolist(), scores.tolist(), strict=True)
+                ),
             )
             if row.items:
                 rows.append(row)
         return rows
+
+    def _neighbours(self, row: int, k: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """``Cooccurrence.neighbours`` as two arrays, in one compiled call."""
+        cooccurrence = self.cooccurrence
+        return kernels.scored_neighbours(
+            cooccurrence.neighbour_rows,
+            cooccurrence.strengths,
+            cooccurrence.counts,
+            row,
+            cooccurrence.scale_at(now),
+            cooccurrence.totals.raw(len(self.items)),
+            cooccurrence.totals.scale(now),
+            float(cooccurrence.damping),
+            k,
+        )
 
     def _discover_candidates(
         self,
@@ -721,32 +794,22 @@ class Engine:
         mf_all: np.ndarray | None,
         mf_top: np.ndarray,
         releases: tuple[np.ndarray, np.ndarray, np.ndarray],
-    ) -> dict[str, Iterator[tuple[int, float, str]]]:
-        """Ordered candidate streams per exploration arm: (row, score, reason), lazily."""
+    ) -> dict[str, Iterator[Entry]]:
+        """Ordered candidate streams per exploration arm: (row, score, reason), lazily.
+
+        Which arms take part is decided here; each arm's candidates are scored and
+        sorted only when the bandit first picks it (and reasons only for taken items).
+        """
         c = self.config
         arms = c.discover_arms
         depth = c.row_size * 8
-        sources: dict[str, Iterator[tuple[int, float, str]]] = {}
+        sources: dict[str, Iterator[Entry]] = {}
         if "mf" in arms and mf_all is not None and len(mf_top):
-            # Good MF matches that are not popular: re-rank the MF top by MF minus popularity.
-            pool = mf_top
-            score = mf_all[pool].astype(np.float64) - 0.5 * self._popularity_at(pool)
-            order = np.lexsort((pool, -score))[:depth]
-            sources["mf"] = (
-                (row, value, "Listeners like you are discovering this")
-                for row, value in zip(pool[order].tolist(), score[order].tolist(), strict=True)
-            )
+            sources["mf"] = self._mf_discoveries(mf_all, mf_top, depth)
         if "cooc" in arms and user is not None:
             older = self._positive_seeds(user, c.history_size)[c.cooc_window :]
             if older:
-                rows, values = self.cooccurrence.candidates(
-                    ((row, weight) for row, weight, _ in older), now=now
-                )
-                order = np.lexsort((rows, -values))
-                sources["cooc"] = (
-                    (row, value, "Fans of what you play found this")
-                    for row, value in _in_chunks(rows[order], values[order])
-                )
+                sources["cooc"] = self._cooc_discoveries(older, now)
         if "taste" in arms and user is not None and user.artist_keys:
             # Less played items of the user's genres and artists, by taste.
             pools = [
@@ -754,28 +817,66 @@ class Engine:
                 for genre_rows in self._genre_candidates(user, depth=_CACHED_PER_GENRE)
             ]
             pools.append(np.asarray(self._artist_candidates(user), dtype=np.int64))
-            pool = _unique(np.concatenate(pools))
-            if len(pool):
-                taste = self.taste.scores(user, self.items, pool).astype(np.float64)
-                taste -= 0.3 * self._popularity_at(pool)
-                keep = taste > 0
-                pool, taste = pool[keep], taste[keep]
-                order = np.lexsort((pool, -taste))[:depth]
-                sources["taste"] = (
-                    (row, value, self._taste_reason(user, row, now))
-                    for row, value in zip(pool[order].tolist(), taste[order].tolist(), strict=True)
-                )
+            if any(len(pool) for pool in pools):
+                sources["taste"] = self._taste_discoveries(user, pools, now, depth)
         if "new" in arms and self.items.has_catalog:
             sources["new"] = self._release_entries(user, releases, now, personal_only=False)
         if "long-tail" in arms and len(self.popular_rows) > _LONG_TAIL_START:
-            tail = np.asarray(self.popular_rows[_LONG_TAIL_START:], dtype=np.int64)
-            if mf_all is not None:
-                tail = tail[np.argsort(-mf_all[tail], kind="stable")]
-            sources["long-tail"] = (
-                (row, 1.0 / (1.0 + i), "A hidden gem worth a listen")
-                for i, row in enumerate(tail.tolist())
-            )
+            sources["long-tail"] = self._long_tail_discoveries(mf_all)
         return sources
+
+    def _mf_discoveries(self, mf_all: np.ndarray, pool: np.ndarray, depth: int) -> Iterator[Entry]:
+        """Good MF matches that are not popular: the MF top re-ranked by MF minus popularity."""
+        score = mf_all[pool].astype(np.float64) - 0.5 * self._popularity_at(pool)
+        order = np.lexsort((pool, -score))[:depth]
+        for row, value in zip(pool[order].tolist(), score[order].tolist(), strict=True):
+            yield row, value, "Listeners like you are discovering this"
+
+    def _cooc_discoveries(
+        self, older: list[tuple[int, float, float]], now: float
+    ) -> Iterator[Entry]:
+        """Co-occurrence neighbours of the user's older plays, strongest first."""
+        rows, values = self.cooccurrence.candidates(
+            ((row, weight) for row, weight, _ in older), now=now
+        )
+        order = np.lexsort((rows, -values))
+        for row, value in _in_chunks(rows[order], values[order]):
+            yield row, value, "Fans of what you play found this"
+
+    def _taste_discoveries(
+        self, user: UserState, pools: list[np.ndarray], now: float, depth: int
+    ) -> Iterator[Entry]:
+        """Items of the user's genres and artists by taste, less the popular ones."""
+        pool = _unique(np.concatenate(pools))
+        taste = self.taste.scores(user, self.items, pool).astype(np.float64)
+        taste -= 0.3 * self._popularity_at(pool)
+        keep = taste > 0
+        pool, taste = pool[keep], taste[keep]
+        order = np.lexsort((pool, -taste))[:depth]
+        reason = functools.partial(self._taste_reason, user, now=now)
+        for row, value in zip(pool[order].tolist(), taste[order].tolist(), strict=True):
+            yield row, value, functools.partial(reason, row)
+
+    def _long_tail_discoveries(self, mf_all: np.ndarray | None) -> Iterator[Entry]:
+        """The popular chart beyond its head, best MF match first (chart order without MF).
+
+        The order is a stable sort of the tail by MF; rows are consumed a few at a
+        time, so the first ones come from a selection and the full sort is made
+        only if they run out.
+        """
+        tail = np.asarray(self.popular_rows[_LONG_TAIL_START:], dtype=np.int64)
+        reason = "A hidden gem worth a listen"
+        if mf_all is None:
+            for i, row in enumerate(tail.tolist()):
+                yield row, 1.0 / (1.0 + i), reason
+            return
+        values = mf_all[tail]
+        head = top_rows(values, _LONG_TAIL_HEAD)
+        for i, row in enumerate(tail[head].tolist()):
+            yield row, 1.0 / (1.0 + i), reason
+        order = np.argsort(-values, kind="stable")
+        for i, row in enumerate(tail[order[len(head) :]].tolist(), start=len(head)):
+            yield row, 1.0 / (1.0 + i), reason
 
     def _popularity_at(self, rows: np.ndarray) -> np.ndarray:
         """Cached normalised log popularity of ``rows`` (0 for rows newer than the cache)."""
@@ -807,6 +908,8 @@ class Engine:
                 del sources[arm]
                 continue
             row, score, reason = picked
+            if not isinstance(reason, str):
+                reason = reason()
             builder.take(row, per_artist)
             chosen.append(RecommendedItem(self.items.ids[row], round(score, 6), reason))
             if user is not None:
@@ -821,30 +924,43 @@ class Engine:
         Returns rows, scores (taste for the item plus a little freshness) and taste
         affinities, aligned and sorted by score.
         """
-        window = self.config.new_release_window
         if self.refreshed_at is None:
             candidates = np.arange(len(self.items))
+            released = self.items.released_at[: len(self.items)]
         else:
             candidates = self._release_candidates()
-        released = self.items.released_at[candidates]
-        with np.errstate(invalid="ignore"):
-            keep = (released <= now) & (released >= now - window) & self.items.active[candidates]
-        recent = candidates[keep]
-        released = released[keep]
-        if user is not None and user.artist_keys:
-            affinity = self.taste.scores(user, self.items, recent).astype(np.float64)
-        else:
-            affinity = np.zeros(len(recent))
-        score = affinity + 0.1 * (1.0 - (now - released) / window)
+            assert self._release_times is not None
+            released = self._release_times
         # Rows are consumed best first and rarely beyond a few rows' worth: one selection
         # of the best few hundred instead of sorting every recent release of a big catalog.
-        order = top_rows(score, max(_RELEASE_CANDIDATES, 20 * self.config.row_size))
-        return recent[order], score[order], affinity[order]
+        taste, scale = _NO_TASTE, 0.0
+        if user is not None and user.artist_keys:
+            taste, scale = _taste_arrays(user), 1.0 / self.taste.total(user)
+        items = self.items
+        return kernels.release_table(
+            candidates,
+            released,
+            items.active,
+            now,
+            self.config.new_release_window,
+            items.artist_of,
+            items.genres_of,
+            *taste,
+            len(items.artists),
+            len(items.genres),
+            scale,
+            max(_RELEASE_CANDIDATES, 20 * self.config.row_size),
+        )
 
     def _release_candidates(self) -> np.ndarray:
-        """:attr:`release_rows` as a sorted distinct array, converted once per change."""
+        """:attr:`release_rows` as a sorted distinct array, converted once per change.
+
+        Their release dates are kept aligned (:attr:`_release_times`): the window
+        test then reads one short array instead of the catalog's, row by row.
+        """
         if self._release_array is None:
             self._release_array = _unique(np.asarray(self.release_rows, dtype=np.int64))
+            self._release_times = self.items.released_at[self._release_array]
         return self._release_array
 
     def _release_entries(
@@ -854,16 +970,17 @@ class Engine:
         now: float,
         *,
         personal_only: bool,
-    ) -> Iterator[tuple[int, float, str]]:
+    ) -> Iterator[Entry]:
         """(row, score, reason) from a :meth:`_release_table`, reasons written lazily.
 
         ``personal_only`` keeps only items of liked artists or genres.
         """
         rows, scores, affinity = table
+        reason = functools.partial(self._release_reason, user, now=now)
         for row, score, taste in _in_chunks(rows, scores, affinity):
             if personal_only and taste <= 0:
                 continue
-            yield row, score, self._release_reason(user, row, taste, now)
+            yield row, score, functools.partial(reason, row, taste)
 
     def _release_reason(self, user: UserState | None, row: int, affinity: float, now: float) -> str:
         artist = int(self.items.artist_of[row])
@@ -891,10 +1008,14 @@ class Engine:
         return builder.row(NEW_RELEASES, "New releases for you", entries)
 
     def _trending_row(self, builder: _RowBuilder, now: float) -> Row:
-        def entries() -> Iterator[tuple[int, float, str]]:
-            for row in self.trending_rows:
-                plays = self.popularity.recent_play_count(row, now=now)
-                yield row, plays, f"Trending: {round(plays)} plays today"
+        # Recent play counts (Popularity.recent_play_count) of the whole chart at once.
+        recent = self.popularity.recent_plays
+        rows = np.asarray(self.trending_rows, dtype=np.int64)
+        plays = recent.raw(len(self.items))[rows] * recent.scale(now)
+
+        def entries() -> Iterator[Entry]:
+            for row, count in _in_chunks(rows, plays):
+                yield row, count, f"Trending: {round(count)} plays today"
 
         return builder.row(TRENDING, "Trending now", entries())
 
@@ -972,6 +1093,8 @@ class Engine:
         # Caches are not state: a restored engine starts without them.
         state["_features_for"] = None
         state["_release_array"] = None
+        state["_release_times"] = None
+        state.setdefault("_ranking", RankingCache())
         state.setdefault("_state_version", 0)  # snapshots from before the memo key
         settle = "item_sync" not in state  # snapshots from before item updates
         self.__dict__.update(state)
@@ -1027,6 +1150,24 @@ def _in_chunks(*columns: np.ndarray, size: int = 32) -> Iterator[tuple]:
     """
     for start in range(0, len(columns[0]), size):
         yield from zip(*(column[start : start + size].tolist() for column in columns), strict=True)
+
+
+_NO_TASTE: Final = (
+    np.zeros(0, dtype=np.int32),
+    np.zeros(0, dtype=np.float32),
+    np.zeros(0, dtype=np.int32),
+    np.zeros(0, dtype=np.float32),
+)
+
+
+def _taste_arrays(user: UserState) -> tuple[np.ndarray, ...]:
+    """The user's artist and genre affinities (keys, values) as arrays for kernels."""
+    return (
+        copied(user.artist_keys, np.int32),
+        copied(user.artist_values, np.float32),
+        copied(user.genre_keys, np.int32),
+        copied(user.genre_values, np.float32),
+    )
 
 
 def _unique(rows: np.ndarray) -> np.ndarray:
@@ -1087,7 +1228,8 @@ class _RowBuilder:
         if artist >= 0:
             per_artist[artist] = per_artist.get(artist, 0) + 1
 
-    def row(self, row_id: str, title: str, entries: Iterable[tuple[int, float, str]]) -> Row:
+    def row(self, row_id: str, title: str, entries: Iterable[Entry]) -> Row:
+        """A row of the first acceptable ``entries``; a callable reason is called when taken."""
         chosen: list[RecommendedItem] = []
         per_artist: dict[int, int] = {}
         for row, score, reason in entries:
@@ -1096,5 +1238,7 @@ class _RowBuilder:
             if not self.accepts(row, per_artist):
                 continue
             self.take(row, per_artist)
+            if not isinstance(reason, str):
+                reason = reason()
             chosen.append(RecommendedItem(self.items.ids[row], round(float(score), 6), reason))
         return Row(row_id, title, tuple(chosen))

@@ -141,6 +141,7 @@ def event_features(
     """
     cooccurrence = engine.cooccurrence
     taste = engine.taste
+    previous = user.last_outcome(row)
     return kernels.event_features(
         row,
         user.recent_rows,
@@ -148,8 +149,7 @@ def event_features(
         user.n_recent,
         engine.config.cooc_window,
         RECENT_SKIP_WINDOW,
-        copied(user.seen, np.int32),  # grows: see copied()
-        copied(user.seen_outcome, np.int8),
+        _NEVER_MET if previous is None else previous,
         cooccurrence.neighbour_rows,
         cooccurrence.strengths,
         cooccurrence.counts,
@@ -157,7 +157,7 @@ def event_features(
         cooccurrence.totals.values,
         cooccurrence.totals.scale(now),
         float(cooccurrence.damping),
-        *_item_and_taste_inputs(engine, user_id, user, now),
+        *item_and_taste_inputs(engine, user_id, user, now),
         taste.scale_at(user, now) if len(user.artist_keys) else 0.0,
     )
 
@@ -182,16 +182,18 @@ def item_matrix_of(
     return item_matrix(
         rows,
         cooc,
-        *_item_and_taste_inputs(engine, user_id, user, now),
+        *item_and_taste_inputs(engine, user_id, user, now),
         1.0 / taste.total(user) if has_taste else 0.0,
         taste.scale_at(user, now) if has_taste else 0.0,
     )
 
 
 _NO_VECTOR: Final = np.zeros(0, dtype=np.float32)
+#: ``previous`` of an item the user never met (the kernel's "not seen").
+_NEVER_MET: Final = float("nan")
 
 
-def _item_and_taste_inputs(
+def item_and_taste_inputs(
     engine: Engine, user_id: str, user: UserState, now: float
 ) -> tuple[Any, ...]:
     """The arguments both feature kernels take in the same order: item statistics,

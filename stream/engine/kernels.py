@@ -38,14 +38,21 @@ N_ITEM_FEATURES = 11
 SKIP_RATE_PRIOR = 4.0
 
 
+#: Above this ``k``, :func:`top_k` keeps a heap instead of a sorted buffer.
+_INSERTION_MAX_K = 64
+
+
 @njit(cache=True)
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest finite scores, best first, ties by lower index.
 
-    One pass with a small sorted buffer: no copy, partition or sort of ``scores``.
+    One pass, no copy, partition or sort of ``scores``: a small ``k`` keeps a
+    small sorted buffer; a large one (a chart of a thousand) a heap, sorted at the end.
     """
     n = len(scores)
     k = min(k, n)
+    if k > _INSERTION_MAX_K:
+        return _top_k_heap(scores, k)
     best_rows = np.empty(max(k, 0), dtype=np.int64)
     best_scores = np.empty(max(k, 0), dtype=np.float64)
     size = 0
@@ -67,6 +74,97 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         if size < k:
             size += 1
     return best_rows[:size]
+
+
+@njit(cache=True)
+def _worse(score_a: float, row_a: int, score_b: float, row_b: int) -> bool:
+    """Whether (score_a, row_a) ranks after (score_b, row_b): lower score, then higher row."""
+    return score_a < score_b or (score_a == score_b and row_a > row_b)
+
+
+@njit(cache=True)
+def _sift_down(scores: np.ndarray, rows: np.ndarray, size: int, position: int) -> None:
+    # A heap whose top is the worst kept entry.
+    while True:
+        worst = position
+        for child in (2 * position + 1, 2 * position + 2):
+            if child < size and _worse(scores[child], rows[child], scores[worst], rows[worst]):
+                worst = child
+        if worst == position:
+            return
+        scores[position], scores[worst] = scores[worst], scores[position]
+        rows[position], rows[worst] = rows[worst], rows[position]
+        position = worst
+
+
+@njit(cache=True)
+def _top_k_heap(scores: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_k` for a long ``k``: a heap of the kept entries, worst on top.
+
+    Each score that beats the worst kept one replaces it in ``log k`` steps
+    (an insertion into a sorted buffer moves ``k / 2`` entries), then the kept
+    entries are sorted once.
+    """
+    kept_scores = np.empty(k, dtype=np.float64)
+    kept_rows = np.empty(k, dtype=np.int64)
+    size = 0
+    for row in range(len(scores)):
+        value = float(scores[row])
+        if not math.isfinite(value):
+            continue
+        if size < k:
+            # Sift up.
+            position = size
+            kept_scores[position] = value
+            kept_rows[position] = row
+            size += 1
+            while position > 0:
+                up = (position - 1) // 2
+                if not _worse(value, row, kept_scores[up], kept_rows[up]):
+                    break
+                kept_scores[position], kept_rows[position] = kept_scores[up], kept_rows[up]
+                kept_scores[up], kept_rows[up] = value, row
+                position = up
+        elif value > kept_scores[0]:
+            # Rows arrive in increasing order: an equal score never beats a kept row.
+            kept_scores[0] = value
+            kept_rows[0] = row
+            _sift_down(kept_scores, kept_rows, size, 0)
+    # Best first, ties by lower row: sort by row, then stably by descending score.
+    by_row = np.argsort(kept_rows[:size])
+    rows = kept_rows[:size][by_row]
+    order = np.argsort(-kept_scores[:size][by_row], kind="mergesort")
+    return rows[order]
+
+
+@njit(cache=True)
+def rows_by_genre(ranked: np.ndarray, genres_of: np.ndarray, n_genres: int, depth: int) -> tuple:
+    """The first ``depth`` rows of ``ranked`` of each genre, in ``ranked`` order.
+
+    Returns them one genre after the other and where each genre starts
+    (``n_genres + 1`` offsets): one pass over ``ranked`` instead of one per genre.
+    """
+    table = np.empty((n_genres, depth), dtype=np.int64)
+    sizes = np.zeros(n_genres, dtype=np.int64)
+    for row in ranked:
+        for slot in range(genres_of.shape[1]):
+            genre = genres_of[row, slot]
+            if genre < 0 or genre >= n_genres or sizes[genre] >= depth:
+                continue
+            repeated = False
+            for other in range(slot):
+                if genres_of[row, other] == genre:
+                    repeated = True
+            if not repeated:
+                table[genre, sizes[genre]] = row
+                sizes[genre] += 1
+    starts = np.zeros(n_genres + 1, dtype=np.int64)
+    for genre in range(n_genres):
+        starts[genre + 1] = starts[genre] + sizes[genre]
+    rows = np.empty(starts[n_genres], dtype=np.int64)
+    for genre in range(n_genres):
+        rows[starts[genre] : starts[genre + 1]] = table[genre, : sizes[genre]]
+    return rows, starts
 
 
 @njit(cache=True)
@@ -314,7 +412,9 @@ def item_matrix(
     n_learned = len(learned)
     has_vector = len(user_vector) > 0
     has_taste = len(artist_keys) > 0
-    if has_taste:
+    # Tables over every artist and genre pay off for many rows; a few look their keys up.
+    use_tables = has_taste and n > _LOOKUP_MAX_ROWS
+    if use_tables:
         artist_table = _dense(artist_keys, artist_values, n_artists)
         genre_table = _dense(genre_keys, genre_values, n_genres)
     else:
@@ -339,8 +439,12 @@ def item_matrix(
             out[i, 8] = math.exp(-age / release_window)
         artist = artist_of[row]
         if has_taste and artist >= 0:
-            artist_raw = artist_table[artist]
-            genre_mean = _genre_mean(genres_of, row, genre_table)
+            if use_tables:
+                artist_raw = artist_table[artist]
+                genre_mean = _genre_mean(genres_of, row, genre_table)
+            else:
+                artist_raw = _lookup_value(artist_keys, artist_values, artist)
+                genre_mean = _genre_mean_of_keys(genres_of, row, genre_keys, genre_values)
             out[i, 2] = (artist_raw + genre_mean) * inverse_total
             out[i, 3] = artist_raw * inverse_total
             if artist_raw != 0.0:
@@ -348,6 +452,34 @@ def item_matrix(
             if genre_mean != 0.0:
                 out[i, 10] = _signed_log(genre_mean * taste_scale)
     return out
+
+
+#: Up to this many rows, :func:`item_matrix` looks taste keys up instead of building tables.
+_LOOKUP_MAX_ROWS = 8
+
+
+@njit(cache=True)
+def _lookup_value(keys: np.ndarray, values: np.ndarray, key: int) -> float:
+    """``values`` at ``key`` in ``keys`` (0 where absent; a few dozen entries, no table)."""
+    for i in range(len(keys)):
+        if keys[i] == key:
+            return float(values[i])
+    return 0.0
+
+
+@njit(cache=True)
+def _genre_mean_of_keys(
+    genres_of: np.ndarray, row: int, genre_keys: np.ndarray, genre_values: np.ndarray
+) -> float:
+    """:func:`_genre_mean` with the genre values looked up in ``genre_keys``."""
+    total = 0.0
+    count = 0
+    for slot in range(genres_of.shape[1]):
+        genre = genres_of[row, slot]
+        if genre >= 0:
+            total += _lookup_value(genre_keys, genre_values, genre)
+            count += 1
+    return total / max(count, 1)
 
 
 @njit(cache=True)
@@ -521,8 +653,6 @@ def cooc_add_pairs(
 
 #: Entries of :func:`event_features` after the item features.
 SEEN, PREVIOUS, RECENT_SKIPS = N_ITEM_FEATURES, N_ITEM_FEATURES + 1, N_ITEM_FEATURES + 2
-#: Signals are stored per seen item as round(weight * 50) (as ``state.UserState``).
-OUTCOME_SCALE = 50.0
 
 
 @njit(cache=True)
@@ -533,8 +663,7 @@ def event_features(
     n_recent: int,
     cooc_window: int,
     skip_window: int,
-    seen: np.ndarray,
-    seen_outcome: np.ndarray,
+    previous: float,
     neighbour_rows: np.ndarray,
     strengths: np.ndarray,
     counts: np.ndarray,
@@ -568,9 +697,12 @@ def event_features(
 ) -> np.ndarray:
     """The per-event features of one item for one user, in one call.
 
-    Entries ``0 .. N_ITEM_FEATURES - 1`` are :func:`item_matrix` of ``row``;
-    then whether the user has met the item (:data:`SEEN`), the user's latest
-    signal on it (:data:`PREVIOUS`) and the share of skips among the user's last
+    Entries ``0 .. N_ITEM_FEATURES - 1`` are :func:`item_matrix` of ``row``
+    (which looks one item's artist and genres up in the user's affinities
+    instead of building tables over every artist and genre); then
+    whether the user has met the item (:data:`SEEN`), the user's latest signal
+    on it (:data:`PREVIOUS`: ``previous``, NaN for an item never met) and the
+    share of skips among the user's last
     ``skip_window`` events (:data:`RECENT_SKIPS`, 0.5 with none). The
     co-occurrence is summed over the user's latest ``cooc_window`` distinct
     positive items (newest weighing most), read from the ring buffer and the
@@ -619,10 +751,9 @@ def event_features(
             total = cooc_totals[row] * cooc_totals_scale if row < len(cooc_totals) else 0.0
             cooc /= max(total, 1.0) ** damping
     out[RECENT_SKIPS] = n_skips / n_last if n_last else 0.5
-    position = np.searchsorted(seen, row)
-    if position < len(seen) and seen[position] == row:
+    if previous == previous:  # NaN: never met
         out[SEEN] = 1.0
-        out[PREVIOUS] = seen_outcome[position] / OUTCOME_SCALE
+        out[PREVIOUS] = previous
     inverse_total = 0.0
     if len(artist_keys) > 0:
         positive = 0.0
@@ -702,3 +833,404 @@ def hashed_normals(key: np.uint64, n: int, sigma: float) -> np.ndarray:
         if i + 1 < n:
             out[i + 1] = radius * math.sin(angle)
     return out
+
+
+@njit(cache=True)
+def _ranked_keys(keys: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` first entries by (-value, key), in that order."""
+    n = len(keys)
+    limit = min(limit, n)
+    best = np.empty(limit, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        value = values[i]
+        key = keys[i]
+        # Insertion into a small sorted buffer (profiles hold a few dozen entries).
+        position = size
+        while position > 0 and (
+            values[best[position - 1]] < value
+            or (values[best[position - 1]] == value and keys[best[position - 1]] > key)
+        ):
+            position -= 1
+        if position >= limit:
+            continue
+        last = min(size, limit - 1)
+        for j in range(last, position, -1):
+            best[j] = best[j - 1]
+        best[position] = i
+        if size < limit:
+            size += 1
+    return best[:size]
+
+
+@njit(cache=True)
+def _before(score_a: float, row_a: int, score_b: float, row_b: int) -> bool:
+    """Whether (score_a, row_a) ranks before (score_b, row_b): higher score, then lower row.
+
+    NaN ranks after every number (as ``np.lexsort`` of ``-score`` puts it).
+    """
+    if score_a != score_a:
+        return score_b != score_b and row_a < row_b
+    if score_b != score_b:
+        return True
+    return score_a > score_b or (score_a == score_b and row_a < row_b)
+
+
+@njit(cache=True)
+def top_picks(
+    recent_rows: np.ndarray,
+    recent_weights: np.ndarray,
+    n_recent: int,
+    cooc_window: int,
+    seen: np.ndarray,
+    active: np.ndarray,
+    mf_top: np.ndarray,
+    popular: np.ndarray,
+    artist_tails: np.ndarray,
+    artist_tail_sizes: np.ndarray,
+    n_artist_sources: int,
+    genre_rows: np.ndarray,
+    genre_starts: np.ndarray,
+    genre_depth: int,
+    n_genre_sources: int,
+    neighbour_rows: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    cooc_scale: float,
+    cooc_totals: np.ndarray,
+    cooc_totals_scale: float,
+    damping: float,
+    stamps: np.ndarray,
+    tag: int,
+    cooc_scratch: np.ndarray,
+    seed_scratch: np.ndarray,
+    best_scratch: np.ndarray,
+    plays: np.ndarray,
+    plays_scale: float,
+    recent: np.ndarray,
+    recent_scale: float,
+    skips: np.ndarray,
+    skips_scale: float,
+    skip_share: float,
+    learned: np.ndarray,
+    item_bias: np.ndarray,
+    item_factors: np.ndarray,
+    user_vector: np.ndarray,
+    released_at: np.ndarray,
+    release_window: float,
+    now: float,
+    artist_of: np.ndarray,
+    genres_of: np.ndarray,
+    artist_keys: np.ndarray,
+    artist_values: np.ndarray,
+    genre_keys: np.ndarray,
+    genre_values: np.ndarray,
+    n_artists: int,
+    n_genres: int,
+    inverse_total: float,
+    taste_scale: float,
+    mf_blend: float,
+    cooc_blend: float,
+    taste_blend: float,
+    popularity_blend: float,
+    skip_coefficients: np.ndarray,
+    skip_intercept: float,
+    play_through_weight: float,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Top picks of one user in one call: candidates, features, scores and the best ``k``.
+
+    Candidates are the distinct active rows not in sorted ``seen`` among: the
+    co-occurrence neighbours of the user's latest ``cooc_window`` distinct
+    positive events (read from the ring buffer, the newest weighing most), the
+    ``popular`` chart, the ``mf_top`` rows, the last items of the user's first
+    ``n_artist_sources`` artists by affinity (``artist_tails`` rows, one per
+    artist) and the first ``genre_depth`` rows of the user's first
+    ``n_genre_sources`` genres (``genre_rows`` split at ``genre_starts``), only
+    artists and genres with a positive affinity. Each gets :func:`item_matrix`
+    and :func:`top_picks_score` (the arithmetic of :func:`cooc_sums`,
+    :func:`unseen_candidates` and :func:`lookup` before them, fused).
+
+    ``stamps`` (an int32 array over rows, ``< tag`` everywhere) marks rows seen
+    (``tag``) and taken (``tag + 1``) without clearing per call; the three
+    scratch arrays hold, per taken row, its co-occurrence sum, its strongest seed
+    and that seed's strength.
+
+    Returns the candidate rows (in no particular order), their scores, their
+    co-occurrence and taste features, the seed each candidate co-occurs with
+    most (``-1`` for none: "Often played with" reasons) and the positions of the
+    ``k`` best candidates, best first (higher score, then lower row).
+    """
+    n_cap = len(stamps)
+    for i in range(len(seen)):
+        if seen[i] < n_cap:
+            stamps[seen[i]] = tag
+    taken = tag + 1
+    size_limit = len(mf_top) + len(popular) + n_artist_sources * artist_tails.shape[1]
+    size_limit += n_genre_sources * genre_depth
+    # Co-occurrence seeds: the newest distinct positive events.
+    capacity = len(recent_rows)
+    oldest = max(n_recent - capacity, 0)
+    seeds = np.empty(cooc_window, dtype=np.int64)
+    seed_weight = np.empty(cooc_window, dtype=np.float64)
+    n_seeds = 0
+    for position in range(n_recent - 1, oldest - 1, -1):
+        if n_seeds >= cooc_window:
+            break
+        slot = position % capacity
+        weight = float(recent_weights[slot])
+        if weight <= 0.0:
+            continue
+        seed = recent_rows[slot]
+        repeated = False
+        for s in range(n_seeds):
+            if seeds[s] == seed:
+                repeated = True
+                break
+        if repeated:
+            continue
+        seeds[n_seeds] = seed
+        seed_weight[n_seeds] = weight / (1.0 + n_seeds)
+        n_seeds += 1
+    for s in range(n_seeds):
+        if seeds[s] < len(counts):
+            size_limit += counts[seeds[s]]
+    rows = np.empty(size_limit, dtype=np.int64)
+    n = 0
+    for s in range(n_seeds):
+        seed = seeds[s]
+        if seed >= len(counts):
+            continue
+        weight = seed_weight[s] * cooc_scale
+        for j in range(counts[seed]):
+            other = neighbour_rows[seed, j]
+            strength = strengths[seed, j]
+            value = strength * weight
+            if damping != 0.0:
+                total = cooc_totals[other] * cooc_totals_scale if other < len(cooc_totals) else 0.0
+                value /= max(total, 1.0) ** damping
+            if other >= n_cap or stamps[other] == tag or not active[other]:
+                continue
+            if stamps[other] != taken:
+                stamps[other] = taken
+                rows[n] = other
+                n += 1
+                cooc_scratch[other] = value
+                seed_scratch[other] = seed
+                best_scratch[other] = strength
+            else:
+                cooc_scratch[other] += value
+                if strength > best_scratch[other]:
+                    seed_scratch[other] = seed
+                    best_scratch[other] = strength
+    n_cooc = n
+    for row in popular:
+        if row < n_cap and stamps[row] < tag and active[row]:
+            stamps[row] = taken
+            rows[n] = row
+            n += 1
+    for row in mf_top:
+        if row < n_cap and stamps[row] < tag and active[row]:
+            stamps[row] = taken
+            rows[n] = row
+            n += 1
+    if n_artist_sources > 0:
+        order = _ranked_keys(artist_keys, artist_values, n_artist_sources)
+        for position in order:
+            if artist_values[position] <= 0:
+                continue
+            artist = artist_keys[position]
+            if artist >= len(artist_tail_sizes):
+                continue
+            for j in range(artist_tail_sizes[artist]):
+                row = artist_tails[artist, j]
+                if row < n_cap and stamps[row] < tag and active[row]:
+                    stamps[row] = taken
+                    rows[n] = row
+                    n += 1
+    if n_genre_sources > 0:
+        order = _ranked_keys(genre_keys, genre_values, n_genre_sources)
+        for position in order:
+            genre = genre_keys[position]
+            if genre_values[position] <= 0 or genre + 1 >= len(genre_starts):
+                continue
+            start = genre_starts[genre]
+            end = min(genre_starts[genre + 1], start + genre_depth)
+            for j in range(start, end):
+                row = genre_rows[j]
+                if row < n_cap and stamps[row] < tag and active[row]:
+                    stamps[row] = taken
+                    rows[n] = row
+                    n += 1
+    rows = rows[:n]
+    cooc = np.zeros(n, dtype=np.float64)
+    best_seed = np.full(n, -1, dtype=np.int64)
+    for i in range(n_cooc):
+        cooc[i] = cooc_scratch[rows[i]]
+        if best_scratch[rows[i]] > 0.0:
+            best_seed[i] = seed_scratch[rows[i]]
+    features = item_matrix(
+        rows,
+        cooc,
+        plays,
+        plays_scale,
+        recent,
+        recent_scale,
+        skips,
+        skips_scale,
+        skip_share,
+        learned,
+        item_bias,
+        item_factors,
+        user_vector,
+        released_at,
+        release_window,
+        now,
+        artist_of,
+        genres_of,
+        artist_keys,
+        artist_values,
+        genre_keys,
+        genre_values,
+        n_artists,
+        n_genres,
+        inverse_total,
+        taste_scale,
+    )
+    score = top_picks_score(
+        features,
+        mf_blend,
+        cooc_blend,
+        taste_blend,
+        popularity_blend,
+        skip_coefficients,
+        skip_intercept,
+        play_through_weight,
+    )
+    # The best k, best first: insertion into a small sorted buffer.
+    k = min(k, n)
+    best = np.empty(k, dtype=np.int64)
+    kept = 0
+    for i in range(n):
+        if k == 0:
+            break
+        if kept == k and not _before(score[i], rows[i], score[best[k - 1]], rows[best[k - 1]]):
+            continue
+        position = kept if kept < k else k - 1
+        while position > 0 and _before(
+            score[i], rows[i], score[best[position - 1]], rows[best[position - 1]]
+        ):
+            best[position] = best[position - 1]
+            position -= 1
+        best[position] = i
+        if kept < k:
+            kept += 1
+    return rows, score, features[:, COOC].copy(), features[:, TASTE].copy(), best_seed, best
+
+
+@njit(cache=True)
+def release_table(
+    candidates: np.ndarray,
+    candidate_released_at: np.ndarray,
+    active: np.ndarray,
+    now: float,
+    window: float,
+    artist_of: np.ndarray,
+    genres_of: np.ndarray,
+    artist_keys: np.ndarray,
+    artist_values: np.ndarray,
+    genre_keys: np.ndarray,
+    genre_values: np.ndarray,
+    n_artists: int,
+    n_genres: int,
+    taste_scale: float,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best active ``candidates`` released within ``window`` before ``now``.
+
+    ``candidate_released_at`` holds the candidates' release dates (aligned).
+
+    Each scores its taste affinity (:func:`taste_scores`, no affinity when
+    ``artist_keys`` is empty) plus ``0.1`` times its freshness; returns rows,
+    scores and affinities, best first (ties: the earlier candidate), in one pass
+    and one selection instead of a mask, a gather and a taste call each.
+    """
+    has_taste = len(artist_keys) > 0
+    if has_taste:
+        artist_table = _dense(artist_keys, artist_values, n_artists)
+        genre_table = _dense(genre_keys, genre_values, n_genres)
+    else:
+        artist_table = genre_table = np.zeros(1, dtype=np.float64)
+    n = len(candidates)
+    rows = np.empty(n, dtype=np.int64)
+    scores = np.empty(n, dtype=np.float64)
+    affinity = np.zeros(n, dtype=np.float64)
+    size = 0
+    oldest = now - window
+    for i in range(n):
+        released = candidate_released_at[i]
+        if not (released <= now and released >= oldest):
+            continue
+        row = candidates[i]
+        if not active[row]:
+            continue
+        value = 0.0
+        if has_taste:
+            # float32, as taste_scores stores it.
+            value = float(
+                np.float32(
+                    (artist_table[artist_of[row]] + _genre_mean(genres_of, row, genre_table))
+                    * taste_scale
+                )
+            )
+        rows[size] = row
+        affinity[size] = value
+        scores[size] = value + 0.1 * (1.0 - (now - released) / window)
+        size += 1
+    order = top_k(scores[:size], k)
+    return rows[order], scores[order], affinity[order]
+
+
+@njit(cache=True)
+def scored_neighbours(
+    neighbour_rows: np.ndarray,
+    strengths: np.ndarray,
+    counts: np.ndarray,
+    row: int,
+    scale: float,
+    totals: np.ndarray,
+    totals_scale: float,
+    damping: float,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``k`` neighbours of ``row``, strongest first (ties: lower row), and their scores.
+
+    The arithmetic of ``Cooccurrence.neighbours`` in numpy, step for step: each
+    stored strength read at ``scale`` in float32, divided by the neighbour's
+    ``max(total, 1) ** damping`` (a square root for 0.5, as numpy computes it)
+    and rounded back to float32.
+    """
+    n = counts[row] if row < len(counts) else 0
+    rows = np.empty(n, dtype=np.int64)
+    values = np.empty(n, dtype=np.float32)
+    scale32 = np.float32(scale)
+    for j in range(n):
+        other = neighbour_rows[row, j]
+        value = strengths[row, j] * scale32
+        if damping != 0.0:
+            total = max(float(totals[other]) * totals_scale, 1.0)
+            divisor = math.sqrt(total) if damping == 0.5 else total**damping
+            value = np.float32(float(value) / divisor)
+        # Insertion by (-value, row): the lists hold a few dozen entries.
+        position = j
+        while position > 0 and (
+            values[position - 1] < value
+            or (values[position - 1] == value and rows[position - 1] > other)
+        ):
+            rows[position] = rows[position - 1]
+            values[position] = values[position - 1]
+            position -= 1
+        rows[position] = other
+        values[position] = value
+    k = min(k, n)
+    return rows[:k], values[:k]
