@@ -6,9 +6,12 @@ calls :meth:`Engine.rank` and :meth:`Engine.predict_skip` on the same code.
 
 Ranking is two-stage. Candidates come from cheap sources (the MF top of the
 whole catalog via one matrix-vector product, co-occurrence neighbours of the
-user's latest plays, items by the user's favourite artists, the popular chart);
-then every candidate gets a blended score of MF, co-occurrence, taste and
-popularity plus the skip model's P(play-through), all vectorised.
+user's latest plays, items by the user's favourite artists and genres, the
+popular chart); then every candidate gets a blended score of MF, co-occurrence,
+taste and popularity plus the skip model's P(play-through). Gathering, scoring
+and selecting the candidates is one compiled call
+(:func:`~stream.engine.kernels.top_picks`); the other rows' candidates are
+computed only when a row reaches them, and reasons only for the items taken.
 
 Everything that depends on time uses event time (the event's timestamp or the
 caller's ``now``), never the wall clock, so a replay of the same events with the
