@@ -10,73 +10,21 @@ worker's state must equal those of the events produced, exactly.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import signal
 import time
-import urllib.request
-from collections import Counter, defaultdict
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from stream.contracts import encode_interaction
 from stream.processes import start_worker, stop_process, wait_until_ready
 from stream.simulator import World, WorldConfig
+from tests.worker_http import get_json, produce_paced, wait_for
 
 pytestmark = pytest.mark.broker
 
 EVENTS = 50_000
 RATE = 2_000.0  # events/s: the stream lasts ~25 s, so both kills land mid-stream
 KILLS = 2
-
-
-def _get(port: str, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-        return orjson.loads(response.read())
-
-
-async def _wait_for(predicate, timeout: float, interval: float = 0.25) -> float:
-    """Seconds until ``predicate()`` held; raises after ``timeout``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if await asyncio.to_thread(predicate):
-                return time.monotonic() - started
-        except OSError:  # the web server is not up yet
-            pass
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {timeout:.0f}s")
-
-
-async def _produce(worker_env, events) -> dict[str, Counter[str]]:
-    """Send ``events`` at RATE with live times and fresh ids; the truth per user and type."""
-    truth: dict[str, Counter[str]] = defaultdict(Counter)
-    producer = AIOKafkaProducer(bootstrap_servers=worker_env.bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        started = time.perf_counter()
-        pending = []
-        for index, event in enumerate(events):
-            event = dataclasses.replace(event, timestamp=time.time(), event_id=f"crash-{index}")
-            topic = worker_env.topic(
-                {"play": "plays", "skip": "skips", "replay": "replays"}[event.type.value]
-            )
-            pending.append(
-                await producer.send(topic, encode_interaction(event), key=event.user_id.encode())
-            )
-            truth[event.user_id][event.type.value] += 1
-            if len(pending) >= 500:
-                await asyncio.gather(*pending)
-                pending.clear()
-            ahead = (index + 1) / RATE - (time.perf_counter() - started)
-            if ahead > 0.002:
-                await asyncio.sleep(ahead)
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return truth
 
 
 async def test_two_sigkills_mid_stream_lose_and_double_count_nothing(worker_env, tmp_path):
@@ -89,31 +37,33 @@ async def test_two_sigkills_mid_stream_lose_and_double_count_nothing(worker_env,
     process = start_worker(env, worker_env.log_path)
     try:
         await asyncio.to_thread(wait_until_ready, process, worker_env.log_path)
-        producing = asyncio.create_task(_produce(worker_env, events))
+        producing = asyncio.create_task(
+            produce_paced(worker_env, events, rate=RATE, id_prefix="crash-")
+        )
         restarts = []
         for _ in range(KILLS):
             await asyncio.sleep(rng.uniform(2.5, 4.5))
-            accepted_before_kill = _get(port, "/stats/")["events_accepted"]
+            accepted_before_kill = get_json(port, "/stats/")["events_accepted"]
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
             log_size = worker_env.log_path.stat().st_size
             restarted_at = time.monotonic()
             process = start_worker(env, worker_env.log_path)
             await asyncio.to_thread(wait_until_ready, process, worker_env.log_path, since=log_size)
-            published = _get(port, "/stats/")["lists_published"]
+            published = get_json(port, "/stats/")["lists_published"]
             # Lists flow again: the count of published lists moves past its restored value.
-            await _wait_for(lambda p=published: _get(port, "/stats/")["lists_published"] > p, 30)
+            await wait_for(lambda p=published: get_json(port, "/stats/")["lists_published"] > p, 30)
             restarts.append(
-                (accepted_before_kill, _get(port, "/stats/"), time.monotonic() - restarted_at)
+                (accepted_before_kill, get_json(port, "/stats/"), time.monotonic() - restarted_at)
             )
         truth = await producing
 
         def caught_up() -> bool:
-            return _get(port, "/stats/")["events_accepted"] >= EVENTS
+            return get_json(port, "/stats/")["events_accepted"] >= EVENTS
 
-        await _wait_for(caught_up, 120)
-        counts = _get(port, "/stats/user-counts/")
-        stats = _get(port, "/stats/")
+        await wait_for(caught_up, 120)
+        counts = get_json(port, "/stats/user-counts/")
+        stats = get_json(port, "/stats/")
     finally:
         stop_process(process)
 

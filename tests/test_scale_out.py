@@ -20,47 +20,20 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import orjson
 import pytest
 
 from stream.processes import free_port, start_worker, stop_process, wait_until_ready
 from stream.simulator import World, WorldConfig
-from tests.test_crash_recovery import _produce
+from tests.worker_http import get_json, produce_paced, status_of, wait_for
 
 pytestmark = pytest.mark.broker
 
 PARTITIONS = 8
 EVENTS = 40_000
 SERVING_WITHIN = 30.0
-
-
-def _get(port: str, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-        return orjson.loads(response.read())
-
-
-def _status(port: str, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-async def _wait_for(predicate, timeout: float, interval: float = 0.25) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if await asyncio.to_thread(predicate):
-                return time.monotonic() - started
-        except OSError:  # the web server is not up yet
-            pass
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {timeout:.0f}s")
+RATE = 2_000.0  # events/s: the stream lasts ~20 s, so the join and the kill land mid-stream
 
 
 def _worker_env(base: dict[str, str], tmp_path: Path, name: str) -> dict[str, str]:
@@ -87,17 +60,21 @@ async def test_partitions_move_with_their_users_on_join_and_on_death(worker_env,
     w2 = None
     try:
         await asyncio.to_thread(wait_until_ready, w1, log1)
-        producing = asyncio.create_task(_produce(worker_env, events))
+        producing = asyncio.create_task(
+            produce_paced(worker_env, events, rate=RATE, id_prefix="scale-")
+        )
         await asyncio.sleep(2.0)
         w2 = start_worker(env2, log2)
         await asyncio.to_thread(wait_until_ready, w2, log2)
         # both learn from their own users and hear of the other's items
-        await _wait_for(lambda: _get(port2, "/stats/")["events_accepted"] > 0, 60)
-        await _wait_for(lambda: _get(port2, "/stats/")["item_updates"]["applied"] > 0, 30)
-        await _wait_for(lambda: _get(port1, "/stats/")["item_updates"]["applied"] > 0, 30)
-        joined = _get(port2, "/stats/")
-        assert 0 < len(_get(port1, "/stats/")["partitions_held"]) < PARTITIONS, "w1 gave some up"
-        users_of_w1 = sorted(_get(port1, "/stats/user-counts/"))
+        await wait_for(lambda: get_json(port2, "/stats/")["events_accepted"] > 0, 60)
+        await wait_for(lambda: get_json(port2, "/stats/")["item_updates"]["applied"] > 0, 30)
+        await wait_for(lambda: get_json(port1, "/stats/")["item_updates"]["applied"] > 0, 30)
+        joined = get_json(port2, "/stats/")
+        assert 0 < len(get_json(port1, "/stats/")["partitions_held"]) < PARTITIONS, (
+            "w1 gave some up"
+        )
+        users_of_w1 = sorted(get_json(port1, "/stats/user-counts/"))
         assert not producing.done(), "w2 joined after the stream ended: slow machine?"
 
         w1.send_signal(signal.SIGKILL)
@@ -107,23 +84,23 @@ async def test_partitions_move_with_their_users_on_join_and_on_death(worker_env,
         witness = users_of_w1[0]
 
         def serves_everyone() -> bool:
-            stats = _get(port2, "/stats/")
+            stats = get_json(port2, "/stats/")
             return (
                 len(stats["partitions_held"]) == PARTITIONS
-                and _status(port2, f"/users/{witness}/recommendations") == 200
+                and status_of(port2, f"/users/{witness}/recommendations") == 200
             )
 
-        await _wait_for(serves_everyone, SERVING_WITHIN + 30)
+        await wait_for(serves_everyone, SERVING_WITHIN + 30)
         serving_after = time.monotonic() - killed_at
         truth = await producing
 
         def caught_up() -> bool:
-            counts = _get(port2, "/stats/user-counts/")
+            counts = get_json(port2, "/stats/user-counts/")
             return sum(sum(c.values()) for c in counts.values()) >= EVENTS
 
-        await _wait_for(caught_up, 120)
-        counts = _get(port2, "/stats/user-counts/")
-        stats = _get(port2, "/stats/")
+        await wait_for(caught_up, 120)
+        counts = get_json(port2, "/stats/user-counts/")
+        stats = get_json(port2, "/stats/")
     finally:
         if w2 is not None:
             stop_process(w2)

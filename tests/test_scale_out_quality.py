@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -25,6 +23,7 @@ from stream.contracts import decode_recommendation_list, encode_catalog_item, en
 from stream.list_recall import ListRecall, first_items
 from stream.processes import free_port, start_worker, stop_process, wait_until_ready
 from stream.simulator import World, WorldConfig
+from tests.worker_http import get_json
 
 pytestmark = pytest.mark.broker
 
@@ -52,11 +51,6 @@ def _spread(events: list) -> list:
                 still.append(queue)
         queues = still
     return spread
-
-
-def _get(port: str, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-        return orjson.loads(response.read())
 
 
 async def _collect_lists(bootstrap: str, topic: str, recall: ListRecall, stop: asyncio.Event):
@@ -133,13 +127,15 @@ async def _run(base: dict[str, str], bootstrap: str, tmp_path: Path, n_workers: 
             await producer.stop()
 
         def accepted() -> int:
-            return sum(_get(env["ENCORE_WEB_PORT"], "/stats/")["events_accepted"] for env in envs)
+            return sum(
+                get_json(env["ENCORE_WEB_PORT"], "/stats/")["events_accepted"] for env in envs
+            )
 
         deadline = time.monotonic() + 120
         while await asyncio.to_thread(accepted) < EVENTS and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
-        per_worker = [_get(env["ENCORE_WEB_PORT"], "/stats/") for env in envs]
+        per_worker = [get_json(env["ENCORE_WEB_PORT"], "/stats/") for env in envs]
     finally:
         stop.set()
         for process in processes:
