@@ -58,6 +58,7 @@ from stream.engine.exploration import DiscoveryBandit
 from stream.engine.factors import FactorModel
 from stream.engine.features import (
     ITEM_FEATURES,
+    cooccurrence_inputs,
     event_features,
     item_and_taste_inputs,
     positive_seeds,
@@ -532,7 +533,6 @@ class Engine:
         c = self.config
         items = self.items
         cache = self._ranking
-        cooccurrence = self.cooccurrence
         seen = copied(user.seen, np.int32)
         weight = 0.0
         coefficients, intercept = _NO_SKIP_MODEL, 0.0
@@ -565,13 +565,7 @@ class Engine:
             genre_starts,
             _GENRE_CANDIDATES_DEPTH,
             _GENRE_CANDIDATES if len(user.genre_keys) and self.popular_by_genre else 0,
-            cooccurrence.neighbour_rows,
-            cooccurrence.strengths,
-            cooccurrence.counts,
-            cooccurrence.scale_at(now),
-            cooccurrence.totals.values,
-            cooccurrence.totals.scale(now),
-            float(cooccurrence.damping),
+            *cooccurrence_inputs(self, now),
             cache.stamps,
             tag,
             cache.cooc,

@@ -139,7 +139,6 @@ def event_features(
     (:func:`~stream.engine.kernels.event_features`) reading the user's ring
     buffer, the co-occurrence arrays and the item statistics as they are.
     """
-    cooccurrence = engine.cooccurrence
     taste = engine.taste
     previous = user.last_outcome(row)
     return kernels.event_features(
@@ -150,13 +149,7 @@ def event_features(
         engine.config.cooc_window,
         RECENT_SKIP_WINDOW,
         _NEVER_MET if previous is None else previous,
-        cooccurrence.neighbour_rows,
-        cooccurrence.strengths,
-        cooccurrence.counts,
-        cooccurrence.scale_at(now),
-        cooccurrence.totals.values,
-        cooccurrence.totals.scale(now),
-        float(cooccurrence.damping),
+        *cooccurrence_inputs(engine, now),
         *item_and_taste_inputs(engine, user_id, user, now),
         taste.scale_at(user, now) if len(user.artist_keys) else 0.0,
     )
@@ -191,6 +184,21 @@ def item_matrix_of(
 _NO_VECTOR: Final = np.zeros(0, dtype=np.float32)
 #: ``previous`` of an item the user never met (the kernel's "not seen").
 _NEVER_MET: Final = float("nan")
+
+
+def cooccurrence_inputs(engine: Engine, now: float) -> tuple[Any, ...]:
+    """The co-occurrence arguments both kernels that sum it take, in the same order:
+    neighbour lists and strengths with their scale, per-item totals with theirs, damping."""
+    cooccurrence = engine.cooccurrence
+    return (
+        cooccurrence.neighbour_rows,
+        cooccurrence.strengths,
+        cooccurrence.counts,
+        cooccurrence.scale_at(now),
+        cooccurrence.totals.values,
+        cooccurrence.totals.scale(now),
+        float(cooccurrence.damping),
+    )
 
 
 def item_and_taste_inputs(
