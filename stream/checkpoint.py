@@ -75,6 +75,18 @@ _PR_SET_PDEATHSIG = 1
 Positions = dict[tuple[str, int], int]
 
 
+def progress(positions: Positions, partition: int) -> int:
+    """How far ``positions`` got in ``partition`` (sum over its topics; 0 if absent).
+
+    Offsets only grow, so of two states holding a partition the one with the
+    larger sum is the later owner's, or the same owner's later state.
+
+    >>> progress({("plays", 1): 40, ("skips", 1): 2, ("plays", 2): 9}, 1)
+    42
+    """
+    return sum(offset for (_, p), offset in positions.items() if p == partition)
+
+
 @dataclass(frozen=True)
 class CheckpointHeader:
     """What a checkpoint file covers, readable without loading the state."""
@@ -85,12 +97,8 @@ class CheckpointHeader:
     positions: Positions
 
     def progress(self, partition: int) -> int:
-        """How far this checkpoint got in ``partition`` (sum over its topics; 0 if absent).
-
-        Offsets only grow, so of two checkpoints holding a partition the one with
-        the larger sum is the later owner's, or the same owner's later state.
-        """
-        return sum(offset for (_, p), offset in self.positions.items() if p == partition)
+        """How far this checkpoint got in ``partition`` (see :func:`progress`)."""
+        return progress(self.positions, partition)
 
 
 def _encode_header(worker: str, positions: Positions) -> bytes:
@@ -283,7 +291,7 @@ class Checkpointer:
         """
         started = time.perf_counter()
         pipeline = self.pipeline
-        mine = {p: self._progress(p) for p in partitions}
+        mine = {p: progress(pipeline.positions, p) for p in partitions}
         best: dict[int, CheckpointHeader] = {}
         for header in self.headers():
             for p in partitions:
@@ -308,13 +316,10 @@ class Checkpointer:
                 path.name,
                 users,
             )
-        held = {p for p in pipeline.user_partitions.values()} | {p for _, p in pipeline.positions}
+        held = set(pipeline.user_partitions.values()) | {p for _, p in pipeline.positions}
         self.users_dropped += pipeline.drop_partitions(held - partitions)
         self.last_adopt_seconds = time.perf_counter() - started
         return taken
-
-    def _progress(self, partition: int) -> int:
-        return sum(o for (_, p), o in self.pipeline.positions.items() if p == partition)
 
     # ------------------------------------------------------------------ write
     @property

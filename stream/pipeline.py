@@ -751,7 +751,8 @@ class Pipeline:
                 "pending": len(self.pending_item_updates),
             },
             "users_held": len(self.engine.users),
-            "partitions_held": sorted(set(self.user_partitions.values())),
+            # the partitions whose records this state holds (no walk over the users per call)
+            "partitions_held": sorted({partition for _, partition in self.positions}),
             "first_event_processed_at": self.first_event_processed_at,
             "last_event_processed_at": self.last_event_processed_at,
             "curation": {
