@@ -106,6 +106,15 @@ class EngineConfig:
     trending_refresh
         Seconds of event time a cached global ranking (trending, popular, new
         releases) may be old before it is recomputed.
+    carry_rows_seconds
+        For this many seconds after a user's Discover and New releases rows were
+        made, the user's next lists carry them over instead of making them again,
+        as long as every item still qualifies (not played or skipped since, not
+        shown by a row above, still in the catalog); 0 makes them for every list.
+        Top picks, Because you played and Trending are made for every list.
+    carry_rows_users
+        Users whose rows are kept for carrying over (least recently listed
+        dropped first): a bounded cache, not state.
     """
 
     seed: int = 0
@@ -163,6 +172,8 @@ class EngineConfig:
     discover_arms: tuple[str, ...] = ("mf", "cooc", "taste", "new", "long-tail")
     max_arm_memory: int = 30
     trending_refresh: float = 300.0
+    carry_rows_seconds: float = 60.0
+    carry_rows_users: int = 10_000
 
     def replace(self, **changes: Any) -> EngineConfig:
         """A copy with some fields changed (configs are frozen)."""

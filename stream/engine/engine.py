@@ -46,6 +46,7 @@ import functools
 import itertools
 import math
 import pickle
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, NamedTuple
 
@@ -116,6 +117,14 @@ _HOUR_NAMES: Final = ("at night", "in the morning", "in the afternoon", "in the 
 Entry = tuple[int, float, str | Callable[[], str]]
 
 
+class _CarriedRows(NamedTuple):
+    """A user's slow rows as last made: when, and each row with its item rows."""
+
+    made_at: float
+    discover: tuple[tuple[int, ...], Row]
+    new_releases: tuple[tuple[int, ...], Row]
+
+
 class _Scored(NamedTuple):
     """Candidates of one user with their score and the features behind reasons (aligned)."""
 
@@ -141,8 +150,9 @@ class Engine:
     -----
     Not thread-safe: one engine per worker, fed in event-time order per user.
     :meth:`rank` is a pure query. :meth:`recommend` is not: it records which
-    exploration arm filled each Discover slot, advances the bandit's sampler and
-    may refresh the cached global charts.
+    exploration arm filled each Discover slot, advances the bandit's sampler,
+    may refresh the cached global charts, and keeps the user's Discover and New
+    releases rows to carry over into their next list (``carry_rows_seconds``).
     """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -203,6 +213,8 @@ class Engine:
         # What of the item side has been shared with other engines (from the first take/apply).
         self.item_sync: ItemSync | None = None
         self._ranking = RankingCache()
+        # user_id -> their latest slow rows, for carrying over (see _slow_rows); a cache.
+        self._carried: OrderedDict[str, _CarriedRows] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Engine({self.config!r})"
@@ -215,6 +227,7 @@ class Engine:
         row = self.items.upsert(item)
         self._ranking.catalog_changed(artist, int(self.items.artist_of[row]))
         self._state_version += 1
+        self._carried.clear()  # a new or changed item may belong in anyone's slow rows
         self._release_array = None  # the item's release date may have changed
         if self.refreshed_at is None or (
             item.released_at >= self.refreshed_at - self.config.new_release_window
@@ -427,6 +440,7 @@ class Engine:
         """
         found = self.users.pop(user_id, None) is not None
         found = self.factors.forget_user(user_id) or found
+        self._carried.pop(user_id, None)
         self._state_version += 1
         return found
 
@@ -682,9 +696,7 @@ class Engine:
                     ((row, 1.0 / (1.0 + i), reason) for i, row in enumerate(popular)),
                 )
             )
-        releases = self._release_table(user, now)
-        rows.append(self._discover_row(user, builder, now, mf_all, mf_top, releases))
-        rows.append(self._new_releases_row(user, builder, now, releases))
+        rows.extend(self._slow_rows(user_id, user, builder, now, mf_all, mf_top))
         rows.append(self._trending_row(builder, now))
         self.n_lists += 1
         return RecommendationList(
@@ -696,6 +708,58 @@ class Engine:
             last_event_id=None if user is None else user.last_event_id,
             last_event_at=None if user is None else user.last_event_at,
         )
+
+    def _slow_rows(
+        self,
+        user_id: str,
+        user: UserState | None,
+        builder: _RowBuilder,
+        now: float,
+        mf_all: np.ndarray | None,
+        mf_top: np.ndarray,
+    ) -> tuple[Row, Row]:
+        """Discover and New releases: carried over from the user's previous list while
+        they still qualify (``carry_rows_seconds``), else made now.
+
+        Exploration rows need not move with every play (a Discover row reshuffled
+        on each event is worse to browse, not better), and they cost about half of
+        a list. A carried row is taken whole or not at all: if any of its items was
+        played or skipped since, is shown by a row above, or left the catalog, the
+        row is made again, so every list keeps full rows and the rules of one.
+        """
+        c = self.config
+        carried = None
+        if user is not None and c.carry_rows_seconds > 0:
+            carried = self._carried.get(user_id)
+            if carried is not None and not 0 <= now - carried.made_at < c.carry_rows_seconds:
+                carried = None
+        discover = carried.discover if carried is not None else None
+        if discover is not None and not builder.take_all(discover[0]):
+            discover = None
+        releases_row = carried.new_releases if carried is not None else None
+        releases: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if discover is None:
+            releases = self._release_table(user, now)
+            made = self._discover_row(user, builder, now, mf_all, mf_top, releases)
+            discover = (builder.rows_of(made), made)
+            releases_row = None  # made with the old Discover row's items excluded
+        if releases_row is not None and not builder.take_all(releases_row[0]):
+            releases_row = None
+        if releases_row is None:
+            if releases is None:
+                releases = self._release_table(user, now)
+            made = self._new_releases_row(user, builder, now, releases)
+            releases_row = (builder.rows_of(made), made)
+        if user is not None and c.carry_rows_seconds > 0:
+            if carried is None or carried.discover is not discover:
+                carried = _CarriedRows(now, discover, releases_row)
+            else:
+                carried = _CarriedRows(carried.made_at, discover, releases_row)
+            self._carried[user_id] = carried
+            self._carried.move_to_end(user_id)
+            while len(self._carried) > c.carry_rows_users:
+                self._carried.popitem(last=False)
+        return discover[1], releases_row[1]
 
     def _recently_skipped(self, user: UserState, now: float) -> set[int]:
         window = self.config.skip_exclusion_window
@@ -1081,6 +1145,7 @@ class Engine:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
+        del state["_carried"]  # a cache
         if self.item_sync is not None:
             # Item-update bases equal the values except where not yet taken: only that is kept.
             state["item_sync"] = self.item_sync.packed(self)
@@ -1092,6 +1157,7 @@ class Engine:
         state["_release_array"] = None
         state["_release_times"] = None
         state.setdefault("_ranking", RankingCache())
+        state["_carried"] = OrderedDict()
         state.setdefault("_state_version", 0)  # snapshots from before the memo key
         settle = "item_sync" not in state  # snapshots from before item updates
         self.__dict__.update(state)
@@ -1122,6 +1188,7 @@ class Engine:
         """
         self._state_version += 1
         self._features_for = None
+        self._carried.clear()
         return transplant.import_users(self, exported)
 
     def drop_users(self, user_ids: Iterable[str]) -> int:
@@ -1133,6 +1200,7 @@ class Engine:
         """
         self._state_version += 1
         self._features_for = None
+        self._carried.clear()
         return transplant.drop_users(self, user_ids)
 
 
@@ -1218,6 +1286,24 @@ class _RowBuilder:
             return False
         artist = int(self.items.artist_of[row])
         return artist < 0 or per_artist.get(artist, 0) < self.max_per_artist
+
+    def take_all(self, rows: tuple[int, ...]) -> bool:
+        """Take every one of ``rows`` (a row made before) if each is still acceptable;
+        else take none and say ``False``."""
+        per_artist: dict[int, int] = {}
+        for row in rows:
+            if not self.accepts(row, per_artist):
+                return False
+            artist = int(self.items.artist_of[row])
+            if artist >= 0:
+                per_artist[artist] = per_artist.get(artist, 0) + 1
+        self.taken.update(rows)
+        return True
+
+    def rows_of(self, made: Row) -> tuple[int, ...]:
+        """The item rows of a row this builder made."""
+        row_of = self.items.row
+        return tuple(row_of(item.item_id) for item in made.items)  # type: ignore[misc]
 
     def take(self, row: int, per_artist: dict[int, int]) -> None:
         self.taken.add(row)
