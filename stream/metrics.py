@@ -22,7 +22,6 @@ clocks are compared, so a skewed producer clock shifts the figures.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -86,7 +85,11 @@ class Freshness:
             registry=None,
         )
         self._pending: dict[str, list[float]] = {}
-        self._recent: deque[tuple[float, float]] = deque(maxlen=max_samples)  # (at, seconds)
+        # The newest max_samples samples, a ring: delivery times and freshness seconds
+        # (numpy, so a quantile over them is not a Python loop: /stats/ is polled).
+        self._delivered_at = np.zeros(max_samples, dtype=np.float64)
+        self._seconds = np.zeros(max_samples, dtype=np.float64)
+        self._n_samples = 0  # ever written; the newest is at (n - 1) % max_samples
         self.dropped = 0
 
     def accepted(self, user_id: str, produced_at: float | None) -> None:
@@ -107,11 +110,15 @@ class Freshness:
         if not pending:
             return 0
         observe = self.histogram.observe
-        recent = self._recent
         for produced_at in pending:
-            seconds = max(0.0, at - produced_at)
-            observe(seconds)
-            recent.append((at, seconds))
+            observe(max(0.0, at - produced_at))
+        # The newest samples fill the ring (a backlog longer than it keeps only its tail).
+        kept = pending[-self.max_samples :]
+        start = self._n_samples % self.max_samples
+        positions = (start + np.arange(len(kept))) % self.max_samples
+        self._delivered_at[positions] = at
+        self._seconds[positions] = np.maximum(0.0, at - np.asarray(kept, dtype=np.float64))
+        self._n_samples += len(kept)
         return len(pending)
 
     def forget(self, user_id: str) -> None:
@@ -124,7 +131,8 @@ class Freshness:
         Values are ``None`` when no list was delivered in the window.
         """
         since = self.clock() - self.window_seconds
-        values = np.fromiter((s for at, s in self._recent if at >= since), dtype=np.float64)
+        filled = min(self._n_samples, self.max_samples)
+        values = self._seconds[:filled][self._delivered_at[:filled] >= since]
         figures: dict[str, Any] = {}
         for q in qs:
             name = f"p{q * 100:g}"

@@ -168,6 +168,20 @@ def test_freshness_samples_each_event_once_from_its_kafka_timestamp() -> None:
     assert figures["p50"] == 0.25 and figures["samples"] == 1
 
 
+def test_freshness_quantiles_cover_the_newest_samples_only() -> None:
+    freshness = Freshness(clock=lambda: 200.0, window_seconds=60.0, max_samples=4)
+    for n, seconds in enumerate((9.0, 8.0, 1.0, 2.0, 3.0)):
+        freshness.accepted(f"u{n}", 150.0 - seconds)
+        freshness.delivered(f"u{n}", at=150.0)
+    figures = freshness.quantiles((0.0, 1.0))
+    assert figures == {"p0": 1.0, "p100": 8.0, "samples": 4, "window_seconds": 60.0}
+    for n in range(6):  # one user's backlog longer than the ring: its newest samples stay
+        freshness.accepted("busy", 195.0 + n * 0.1)
+    freshness.delivered("busy", at=196.0)
+    figures = freshness.quantiles((0.0, 1.0))
+    assert figures["samples"] == 4 and figures["p0"] == 0.5 and figures["p100"] == 0.8
+
+
 def test_lag_from_highwater_committed_and_processed() -> None:
     rows = [
         PartitionProgress("plays", 1, highwater=50, committed=None, processed=None),
