@@ -1302,8 +1302,8 @@ class _RowBuilder:
 
     def rows_of(self, made: Row) -> tuple[int, ...]:
         """The item rows of a row this builder made."""
-        row_of = self.items.row
-        return tuple(row_of(item.item_id) for item in made.items)  # type: ignore[misc]
+        rows = self.items.rows
+        return tuple(rows[item.item_id] for item in made.items)
 
     def take(self, row: int, per_artist: dict[int, int]) -> None:
         self.taken.add(row)
