@@ -77,16 +77,16 @@ def main() -> None:
                 )
     after = tracemalloc.take_snapshot()
     held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    months = history.users["user-0"]
-    latest = months[max(months)]
+    latest = history.export_users(["user-0"])["user-0"]
+    latest_month = latest[max(latest)]
     events = args.users * args.days * args.events_per_day
     print(
         f"{args.users} listeners x {args.days} days x {args.events_per_day} events "
         f"({events:,} events); repertoire {args.artists} artists x {per_artist} items"
     )
     print(
-        f"months kept {len(months)}; latest month: {len(latest.items)} items, "
-        f"{len(latest.artists)} artists, {len(latest.genres)} genres"
+        f"months kept {len(latest)}; latest month: {len(latest_month['items'])} items, "
+        f"{len(latest_month['artists'])} artists, {len(latest_month['genres'])} genres"
     )
     print(f"Wrapped counters: {held / args.users / 1024:,.0f} KiB per user")
 

@@ -404,7 +404,7 @@ def test_wrapped_counters_move(world: World, events: list[Interaction], movers: 
     for event in spread[-300:]:  # the old owner's later counting does not reach the export
         old.learn(dataclasses.replace(event, event_id="again"), None)
     assert exported == kept
-    periods = {key for user in movers for key in old.users[user]}
+    periods = {key for user in movers for key in old.months(user)}
     assert len(periods) > 2
     moved = _history(world, spread)
     for user in movers:
@@ -422,7 +422,7 @@ def test_wrapped_import_respects_smaller_caps() -> None:
             old.learn(Interaction(f"e{month}{item}", "u", f"t{item}", EventType.PLAY, at), None)
     new = ListeningHistory(max_months=2, max_entries=2)
     new.import_users(old.export_users(["u"]))
-    assert sorted(new.users["u"]) == ["1970-02", "1970-03"]
+    assert new.months("u") == ["1970-02", "1970-03"]
     summary = new.summary("u", "1970-03")
     assert summary["events"] == 3 and summary["truncated"]
     assert [entry["id"] for entry in summary["top_items"]] == ["t0", "t1"]
