@@ -69,6 +69,7 @@ def worker_checkpointer() -> Checkpointer:
         settings.checkpoint_dir or settings.data_dir / "checkpoints",
         worker_pipeline(),
         interval=settings.checkpoint_interval_seconds,
+        max_cpu_share=settings.checkpoint_max_cpu_share,
         name=worker_name(),
         before_write=lambda: take_item_update(worker_pipeline(), worker_name()),
     )
