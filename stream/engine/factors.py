@@ -36,6 +36,7 @@ from river import optim, reco, stats, utils
 
 from stream.engine.kernels import hashed_normals, mf_top_k
 from stream.engine.state import grown
+from stream.engine.user_parameters import UserParameters
 
 #: Positive events remembered for popularity-proportional negative sampling.
 _RECENT_POSITIVES = 2048
@@ -98,6 +99,10 @@ class FactorModel:
             latent_initializer=optim.initializers.Normal(mu=0.0, sigma=init_sigma, seed=seed),
             seed=seed,
         )
+        # Users' factors and biases as rows of two arrays, under River's names.
+        self.user_parameters = UserParameters(n_factors)
+        self.river.u_latents = self.user_parameters.latents
+        self.river.u_biases = self.user_parameters.biases
         self.item_factors = np.zeros((0, n_factors), dtype=np.float32)
         self.item_bias = np.zeros(0, dtype=np.float32)
         # Item bias where learned, -inf elsewhere: one in-place add masks unlearned rows.
@@ -115,6 +120,16 @@ class FactorModel:
         state = self.__dict__.copy()
         state["_score_buffer"] = np.zeros(0, dtype=np.float32)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "user_parameters" not in state:  # a snapshot from before UserParameters
+            river = self.river
+            self.user_parameters = UserParameters.from_dicts(
+                self.n_factors, dict(river.u_latents), dict(river.u_biases)
+            )
+            river.u_latents = self.user_parameters.latents
+            river.u_biases = self.user_parameters.biases
 
     # ------------------------------------------------------------------ learning
     def _reserve(self, size: int) -> None:
