@@ -13,6 +13,7 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -69,6 +70,7 @@ def worker_checkpointer() -> Checkpointer:
         settings.checkpoint_dir or settings.data_dir / "checkpoints",
         worker_pipeline(),
         interval=settings.checkpoint_interval_seconds,
+        max_cpu_share=settings.checkpoint_max_cpu_share,
         name=worker_name(),
         before_write=lambda: take_item_update(worker_pipeline(), worker_name()),
     )
@@ -123,6 +125,15 @@ def _transient(error: BaseException) -> bool:
     if isinstance(error, ProducerSendError):  # Faust's wrapper of send()'s KafkaError
         error = error.__cause__ or error
     return isinstance(error, KafkaTimeoutError) or getattr(error, "retriable", False) is True
+
+
+async def ingest_or_dead_letter(records: Sequence[Any], ingest: Callable[..., object]) -> None:
+    """Hand each record's value (``None`` for a tombstone) and key to ``ingest``; each
+    :class:`Rejection` it returns becomes a dead letter (for the whole-topic readers)."""
+    for record in records:
+        outcome = ingest(record.value, key=record.key)
+        if isinstance(outcome, Rejection):
+            await send_dead_letter(record, outcome)
 
 
 async def send_dead_letter(record: Any, rejection: Rejection) -> None:

@@ -16,22 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agents import send_dead_letter, worker_pipeline
+from agents import ingest_or_dead_letter, worker_pipeline
 from stream.app import app
-from stream.contracts import Rejection
 from stream.settings import get_settings
 from stream.topics import CURATION
 from stream.whole_topic import WholeTopicReader
 
 
 async def apply_rules(records: Sequence[Any]) -> None:
-    pipeline = worker_pipeline()
-    for record in records:
-        # (rule_id bytes, rule JSON bytes or None for a tombstone)
-        outcome = pipeline.ingest_curation(record.value, key=record.key)
-        # Rule (in force) | str (removed rule id) | Rejection
-        if isinstance(outcome, Rejection):
-            await send_dead_letter(record, outcome)
+    # (rule_id bytes, rule JSON bytes or None for a tombstone) -> Rule | removed id | Rejection
+    await ingest_or_dead_letter(records, worker_pipeline().ingest_curation)
 
 
 @app.task

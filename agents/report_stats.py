@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from agents import partition_progress, worker_pipeline
+from agents.trim_memory import worker_trimmer
 from stream.app import app
 from stream.metrics import lag_summary
 
@@ -22,6 +23,7 @@ async def report_stats(web: Any, request: Any) -> Any:
     stats["now"] = time.time()
     if app.checkpointer is not None:
         stats.update(app.checkpointer.stats())
+    stats.update(worker_trimmer().stats())
     return web.json(stats)
 
 

@@ -16,9 +16,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from agents import send_dead_letter, worker_pipeline
+from agents import ingest_or_dead_letter, worker_pipeline
 from stream.app import app
-from stream.contracts import Rejection
 from stream.settings import get_settings
 from stream.topics import CATALOG
 from stream.whole_topic import WholeTopicReader
@@ -27,13 +26,8 @@ logger = logging.getLogger(__name__)
 
 
 async def apply_catalog(records: Sequence[Any]) -> None:
-    pipeline = worker_pipeline()
-    for record in records:
-        # (key bytes, raw value bytes or None for a tombstone)
-        outcome = pipeline.ingest_catalog(record.value, key=record.key)
-        # CatalogItem (upserted) | str (removed item id) | Rejection
-        if isinstance(outcome, Rejection):
-            await send_dead_letter(record, outcome)
+    # (item_id bytes, item JSON bytes or None for a tombstone) -> item | removed id | Rejection
+    await ingest_or_dead_letter(records, worker_pipeline().ingest_catalog)
 
 
 catalog_reader = WholeTopicReader(

@@ -230,18 +230,21 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     if args.memory_publish:
         given["memory_publish"] = True
     if args.bare_faust_modes:
-        modes = tuple(mode.strip() for mode in args.bare_faust_modes.split(",") if mode.strip())
-        unknown = set(modes) - set(BARE_FAUST_MODES)
-        if unknown:
-            raise SystemExit(f"unknown bare Faust modes {sorted(unknown)}; use {BARE_FAUST_MODES}")
-        given["bare_faust_modes"] = modes
+        given["bare_faust_modes"] = _choices(
+            args.bare_faust_modes, BARE_FAUST_MODES, "bare Faust modes"
+        )
     if args.phases:
-        phases = tuple(phase.strip() for phase in args.phases.split(",") if phase.strip())
-        unknown = set(phases) - set(PHASES)
-        if unknown:
-            raise SystemExit(f"unknown phases {sorted(unknown)}; use {PHASES}")
-        given["phases"] = phases
+        given["phases"] = _choices(args.phases, PHASES, "phases")
     return dataclasses.replace(base, **given)
+
+
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated list of names from ``allowed`` (exits naming any other)."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = set(names) - set(allowed)
+    if unknown:
+        raise SystemExit(f"unknown {what} {sorted(unknown)}; use {allowed}")
+    return names
 
 
 # --------------------------------------------------------------------------- phases

@@ -124,8 +124,15 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: float = Field(
         10.0,
         gt=0,
-        description="Seconds between checkpoints of the worker's state; a crash re-reads at "
-        "most about this much input.",
+        description="Least seconds between checkpoints of the worker's state; a crash re-reads "
+        "about this much input (more when checkpoint_max_cpu_share stretches it).",
+    )
+    checkpoint_max_cpu_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Largest share of one core that writing checkpoints may use on average: "
+        "when pickling the state takes longer, checkpoints are spaced further apart.",
     )
     web_enabled: bool = True
     web_bind: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")

@@ -728,8 +728,9 @@ class Engine:
         row is made again, so every list keeps full rows and the rules of one.
         """
         c = self.config
+        carries = user is not None and c.carry_rows_seconds > 0
         carried = None
-        if user is not None and c.carry_rows_seconds > 0:
+        if carries:
             carried = self._carried.get(user_id)
             if carried is not None and not 0 <= now - carried.made_at < c.carry_rows_seconds:
                 carried = None
@@ -750,7 +751,7 @@ class Engine:
                 releases = self._release_table(user, now)
             made = self._new_releases_row(user, builder, now, releases)
             releases_row = (builder.rows_of(made), made)
-        if user is not None and c.carry_rows_seconds > 0:
+        if carries:
             if carried is None or carried.discover is not discover:
                 carried = _CarriedRows(now, discover, releases_row)
             else:

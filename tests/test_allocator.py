@@ -1,0 +1,46 @@
+"""Returning freed heap memory to the OS (glibc's malloc_trim)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.allocator import AllocatorTrimmer
+
+pytestmark = pytest.mark.skipif(
+    not AllocatorTrimmer().available, reason="needs glibc's malloc_trim and mallinfo2"
+)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def _burst_then_free(megabytes: int) -> list[bytes]:
+    """Allocate many heap-sized buffers (below mmap's threshold), keep one in fifty."""
+    buffers = [bytes(100_000) for _ in range(megabytes * 10)]
+    return buffers[::50]
+
+
+def test_a_trim_hands_a_freed_burst_back_to_the_os():
+    trimmer = AllocatorTrimmer(min_free_bytes=64 * 1024 * 1024)
+    kept = _burst_then_free(200)
+    free = trimmer.free_bytes()
+    assert free is not None and free > 150 * 1024 * 1024
+    before = _rss_bytes()
+    assert trimmer.maybe_trim()
+    assert before - _rss_bytes() > 100 * 1024 * 1024
+    assert trimmer.stats()["allocator_trims"] == 1
+    assert trimmer.stats()["allocator_free_bytes_at_last_trim"] == free
+    assert len(kept) == 40
+
+
+def test_no_trim_while_little_is_free():
+    trimmer = AllocatorTrimmer(min_free_bytes=1 << 50)
+    _burst_then_free(20)
+    assert not trimmer.maybe_trim()
+    assert trimmer.stats() == {
+        "allocator_trims": 0,
+        "allocator_free_bytes_at_last_trim": None,
+        "allocator_last_trim_seconds": None,
+    }
