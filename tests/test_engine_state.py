@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 import tracemalloc
+import weakref
 from array import array
 
 import numpy as np
@@ -157,6 +159,82 @@ def test_only_the_most_recently_thawed_users_stay_thawed(monkeypatch) -> None:
     assert users[0].n_seen == len(users[0].seen)  # reading thaws users[0]...
     assert users[3].frozen and not users[0].frozen  # ...and freezes the oldest thawed
     assert sum(not user.frozen for user in users) == 3
+
+
+def _thawed_users() -> list[UserState]:
+    """The live users the thawed list holds (dead entries are skipped)."""
+    return [user for ref in list(UserState._thawed.values()) if (user := ref()) is not None]
+
+
+def test_a_forgotten_or_discarded_user_is_freed_at_once() -> None:
+    from stream.engine import Engine, EngineConfig
+    from stream.simulator import World, WorldConfig
+
+    world = World.generate(WorldConfig(n_users=30, n_items=80, seed=5))
+    engine = Engine(EngineConfig(seed=0))
+    for event in world.events(400):
+        engine.learn(event)
+    user_id, user = max(engine.users.items(), key=lambda pair: pair[1].n_events)
+    user.last_event_id = "forgotten-marker"
+    assert not user.frozen  # just learned from: thawed, in the thawed list
+    forgotten = weakref.ref(user)
+    del user
+    assert engine.forget_user(user_id)
+    gc.collect()
+    assert forgotten() is None
+    assert not any(u.last_event_id == "forgotten-marker" for u in _thawed_users())
+
+    others = [weakref.ref(user) for user in engine.users.values()]
+    assert any(ref() is not None and not ref().frozen for ref in others)
+    del engine
+    gc.collect()
+    assert all(ref() is None for ref in others)  # a discarded engine takes its users along
+
+
+def test_eviction_freezes_the_least_recently_thawed_live_users(monkeypatch) -> None:
+    monkeypatch.setattr(UserState, "max_thawed", 2)
+    first, dropped, third = (_busy_user(seed) for seed in range(3))
+    assert first.frozen and not dropped.frozen and not third.frozen
+    del dropped
+    gc.collect()
+    assert len(UserState._thawed) == 2 and _thawed_users() == [third]  # its entry is dead
+    assert first.n_seen == len(first.seen)  # thaws first: the dead entry goes, not third
+    assert not first.frozen and not third.frozen and _thawed_users() == [third, first]
+    fourth = _busy_user(3)
+    assert third.frozen and _thawed_users() == [first, fourth]
+
+
+def test_a_reused_id_replaces_the_dead_users_entry(monkeypatch) -> None:
+    monkeypatch.setattr(UserState, "max_thawed", 2)
+    restored = UserState.__new__(UserState)  # as unpickling makes it: frozen, not listed
+    restored.__setstate__(_busy_user(1).__getstate__())
+    dead = weakref.ref(UserState(1))
+    gc.collect()
+    older, newer = UserState(1), UserState(1)
+    assert dead() is None
+    # A dead user that had the same id, listed as the least recently thawed.
+    UserState._thawed[id(restored)] = dead
+    UserState._thawed.move_to_end(id(restored), last=False)
+    assert restored.seen is not None  # thaws: listed as the most recently thawed...
+    assert list(UserState._thawed) == [id(newer), id(restored)]
+    assert older.frozen and not newer.frozen and not restored.frozen  # ...older made room
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_pickling_keeps_every_field_frozen_or_thawed(seed: int, freeze: bool) -> None:
+    user = _busy_user(seed)
+    before = _fields(user)
+    if freeze:
+        user.freeze()
+    state = user.__getstate__()
+    copy = pickle.loads(pickle.dumps(user))
+    assert user.frozen == freeze  # pickling neither thaws nor freezes
+    assert copy.frozen  # restored frozen (as a snapshot is read)
+    assert copy.__getstate__() == state
+    assert _fields(copy) == before == _fields(user)
+    assert not copy.frozen and any(u is copy for u in _thawed_users())
+    assert pickle.loads(pickle.dumps(copy)).__getstate__() == state
 
 
 def test_a_state_pickled_before_packing_is_read_and_keeps_its_full_ring() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import struct
+import weakref
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
@@ -437,11 +438,15 @@ class UserState:
         "arm_rows",
         "arm_ids",
         "_packed",
+        "__weakref__",
     )
 
     #: Users left thawed at most (process-wide; the least recently thawed are frozen).
     max_thawed: ClassVar[int] = 1_024
-    _thawed: ClassVar[OrderedDict[int, UserState]] = OrderedDict()
+    #: The thawed users, least recently thawed first, by ``id``. Weak references: a user
+    #: the engine dropped (forgotten, replaced, the engine discarded) is freed at once,
+    #: and its entry is skipped when it comes up for freezing.
+    _thawed: ClassVar[OrderedDict[int, weakref.ref[UserState]]] = OrderedDict()
 
     def __init__(self, capacity: int) -> None:
         self.seen = array("i")
@@ -529,9 +534,14 @@ class UserState:
 
     def _note_thawed(self) -> None:
         thawed = UserState._thawed
-        thawed[id(self)] = self
+        key = id(self)
+        # An entry under this id is a dead user's (``id`` values are reused): replace it.
+        thawed.pop(key, None)
+        thawed[key] = weakref.ref(self)
         while len(thawed) > UserState.max_thawed:
-            thawed.popitem(last=False)[1].freeze()
+            user = thawed.popitem(last=False)[1]()
+            if user is not None:
+                user.freeze()
 
     def __getattr__(self, name: str) -> object:
         # Only called for a field that is not set: an array of a frozen user.
