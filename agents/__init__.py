@@ -27,6 +27,7 @@ from stream.item_sharing import take_item_update
 from stream.metrics import PartitionProgress, WorkerMetrics
 from stream.pipeline import Pipeline
 from stream.settings import get_settings
+from stream.warmup import warm_up
 from stream.wrapped import ListeningHistory
 
 logger = logging.getLogger(__name__)
@@ -76,11 +77,15 @@ def worker_checkpointer() -> Checkpointer:
 
 
 def open_worker_state() -> None:
-    """Restore the latest checkpoint and hand the state to the batch consumer.
+    """Load the compiled code (:mod:`stream.warmup`), restore the latest checkpoint and hand
+    the state to the batch consumer.
 
     Runs once before the consumer starts (``EncoreApp.open_state``).
     """
     from stream.app import app
+
+    seconds = warm_up(worker_pipeline().engine.config)
+    logger.info("compiled code loaded in %.2fs", seconds)
 
     checkpointer = worker_checkpointer()
     checkpointer.restore()

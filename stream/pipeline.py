@@ -72,6 +72,8 @@ _NOBODY = ""
 logger = logging.getLogger(__name__)
 
 _SNAPSHOT_VERSION = 2
+#: Distinct (country, device) pairs shared between users (see ``Pipeline._context``).
+_MAX_CONTEXTS = 4_096
 
 
 class Pipeline:
@@ -157,6 +159,7 @@ class Pipeline:
         self.metrics = ExperimentMetrics()
         #: user_id -> (country, device) of the user's latest event (rule segments)
         self._user_context: dict[str, tuple[str | None, str | None]] = {}
+        self._contexts: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
         self.curation_messages = 0
         self.curation_changed_at: float | None = None
         self.users_dirtied_by_curation = 0
@@ -247,13 +250,25 @@ class Pipeline:
         self.accepted[outcome.type.value] += 1
         self._dirty[outcome.user_id] = None
         self.freshness.accepted(outcome.user_id, produced_at)
-        self._user_context[outcome.user_id] = (outcome.country, outcome.device)
+        self._user_context[outcome.user_id] = self._context(outcome.country, outcome.device)
         self._history.learn(outcome, self.catalog_entry(outcome.item_id))
         self.metrics.on_event(outcome)
         self.last_event_processed_at = self.clock()
         if self.first_event_processed_at is None:
             self.first_event_processed_at = self.last_event_processed_at
         return outcome
+
+    def _context(self, country: str | None, device: str | None) -> tuple[str | None, str | None]:
+        """``(country, device)``, as one tuple shared by every user with it (a tuple and two
+        strings of every event would be ~100 bytes per user); past ``_MAX_CONTEXTS``
+        distinct pairs (free-form devices), a new pair is not shared."""
+        context = (country, device)
+        shared = self._contexts.get(context)
+        if shared is None:
+            if len(self._contexts) >= _MAX_CONTEXTS:
+                return context
+            shared = self._contexts[context] = context
+        return shared
 
     def _learn_user_side(self, event: Interaction) -> None:
         self.engine.learn(event, item_side=False)
@@ -601,7 +616,8 @@ class Pipeline:
         self.user_partitions.update(exported["user_partitions"])
         imported = self.engine.import_users(exported["engine"])
         self._history.import_users(exported["history"])
-        self._user_context.update(exported["context"])
+        for user, (country, device) in exported["context"].items():
+            self._user_context[user] = self._context(country, device)
         for user, at in exported["forgotten"].items():
             self.forgotten[user] = max(at, self.forgotten.get(user, at))
         self._bound_forgotten()

@@ -226,3 +226,37 @@ def test_pipeline_applies_rules_after_ranking_and_marks_affected_users_dirty():
     assert bad.reason == "schema_violation"
     stats = pipeline.stats()["curation"]
     assert stats["rules"] == 0 and stats["messages"] == 3 and stats["users_marked_dirty"] == 4
+
+
+def test_users_with_the_same_country_and_device_share_one_context(monkeypatch):
+    """The segment context of every user: one tuple per distinct pair, values unchanged."""
+    import stream.pipeline
+    from stream.contracts import format_time
+    from stream.engine import Engine, EngineConfig
+    from stream.models import EventType
+    from stream.pipeline import Pipeline
+
+    monkeypatch.setattr(stream.pipeline, "_MAX_CONTEXTS", 3)
+    now = 1_790_000_000.0
+    pipeline = Pipeline(Engine(EngineConfig(seed=0)), clock=lambda: now)
+    pairs = [("GB", "tv"), ("FR", "tv"), ("GB", "tv"), (None, None), ("GB", "car"), ("GB", "tv")]
+    for n, (country, device) in enumerate(pairs):
+        doc = {
+            "event_id": f"e{n}",
+            "type": "play",
+            "user_id": f"u{n}",
+            "item_id": "a",
+            "occurred_at": format_time(now - 60),
+            "ms_played": 1000,
+        }
+        doc.update({"country": country} if country else {})
+        doc.update({"device": device} if device else {})
+        pipeline.ingest_event(orjson.dumps(doc), key=f"u{n}".encode(), event_type=EventType.PLAY)
+    contexts = [pipeline._user_context[f"u{n}"] for n in range(len(pairs))]
+    assert contexts == pairs
+    assert contexts[0] is contexts[2] is contexts[5] and contexts[3] is not contexts[0]
+    assert ("GB", "car") not in pipeline._contexts  # came past the cap: kept, not shared
+    assert len(pipeline._contexts) == 3
+    restored = Pipeline(Engine(EngineConfig(seed=0)), clock=lambda: now)
+    restored.restore(pipeline.snapshot())
+    assert restored._user_context["u0"] is restored._user_context["u5"]

@@ -16,9 +16,13 @@ True
 from __future__ import annotations
 
 import math
+import struct
+import weakref
 from array import array
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Iterator
+from typing import ClassVar, Final
 
 import numpy as np
 
@@ -348,15 +352,54 @@ class ItemIndex:
         return self.n_catalog > 0
 
 
+#: The array fields of :class:`UserState` and their typecodes, in their packed order.
+_ARRAYS: Final = (
+    ("seen", "i"),
+    ("seen_outcome", "b"),
+    ("recent_rows", "i"),
+    ("recent_weights", "f"),
+    ("recent_times", "d"),
+    ("genre_keys", "i"),
+    ("genre_values", "f"),
+    ("artist_keys", "i"),
+    ("artist_values", "f"),
+    ("arm_rows", "i"),
+    ("arm_ids", "b"),
+)
+_ARRAY_NAMES: Final = frozenset(name for name, _ in _ARRAYS)
+#: Lengths of the packed arrays: seen, the ring, genres, artists, arms (fields of one
+#: group have the same length).
+_LENGTHS: Final = struct.Struct("=5i")
+#: Scalar fields, as :meth:`UserState.__getstate__` names them.
+_SCALARS: Final = (
+    "capacity",
+    "n_recent",
+    "plays",
+    "skips",
+    "replays",
+    "last_event_id",
+    "last_event_at",
+    "taste_origin",
+)
+
+
 class UserState:
     """What the engine remembers about one user, compact and bounded.
 
     ``seen`` holds every item the user ever interacted with, as a sorted
     ``array('i')`` of rows (4 bytes each: needed to recommend only new items).
-    The last ``capacity`` events are kept in a ring buffer; taste affinities and
-    the Discover attribution memory are small capped arrays. Plain ``array``
-    objects keep this a few hundred bytes per user, pickle compactly and are
-    fast to read from Python.
+    The last ``capacity`` events are kept in a ring buffer that grows with the
+    first events up to ``capacity``; taste affinities and the Discover
+    attribution memory are small capped arrays. Plain ``array`` objects pickle
+    compactly and are fast to read from Python.
+
+    An idle user's arrays are *frozen*: packed into one ``bytes`` (an ``array``
+    costs 64 bytes before its first element, and a user has eleven). Reading
+    any of them thaws the user first, transparently and exactly; only the
+    :attr:`max_thawed` users thawed most recently stay thawed, the others are
+    frozen again. So code may keep a user's array while it works on that user,
+    not while it thaws hundreds of others (a change to the array would be lost),
+    and assigns new arrays only to a user it just created.
 
     Examples
     --------
@@ -369,6 +412,9 @@ class UserState:
     [(7, 0.5, 3.0), (6, -1.0, 2.0)]
     >>> user.last_weight_of(6), user.last_weight_of(5), user.last_outcome(5)
     (-1.0, None, 1.0)
+    >>> user.freeze()
+    >>> user.frozen, user.seen.tolist(), user.frozen  # reading thaws
+    (True, [5, 6, 7], False)
     """
 
     __slots__ = (
@@ -377,6 +423,7 @@ class UserState:
         "recent_rows",
         "recent_weights",
         "recent_times",
+        "capacity",
         "n_recent",
         "plays",
         "skips",
@@ -390,15 +437,25 @@ class UserState:
         "artist_values",
         "arm_rows",
         "arm_ids",
+        "_packed",
+        "__weakref__",
     )
+
+    #: Users left thawed at most (process-wide; the least recently thawed are frozen).
+    max_thawed: ClassVar[int] = 1_024
+    #: The thawed users, least recently thawed first, by ``id``. Weak references: a user
+    #: the engine dropped (forgotten, replaced, the engine discarded) is freed at once,
+    #: and its entry is skipped when it comes up for freezing.
+    _thawed: ClassVar[OrderedDict[int, weakref.ref[UserState]]] = OrderedDict()
 
     def __init__(self, capacity: int) -> None:
         self.seen = array("i")
         # The latest signal on each seen item, quantised to a signed byte (1 byte per item).
         self.seen_outcome = array("b")
-        self.recent_rows = array("i", [-1]) * capacity
-        self.recent_weights = array("f", [0.0]) * capacity
-        self.recent_times = array("d", [0.0]) * capacity
+        self.recent_rows = array("i")
+        self.recent_weights = array("f")
+        self.recent_times = array("d")
+        self.capacity = capacity
         self.n_recent = 0
         self.plays = 0
         self.skips = 0
@@ -412,14 +469,105 @@ class UserState:
         self.artist_values = array("f")
         self.arm_rows = array("i")
         self.arm_ids = array("b")
+        self._packed: bytes | None = None
+        self._note_thawed()
+
+    # ------------------------------------------------------------------ freezing
+    @property
+    def frozen(self) -> bool:
+        return self._packed is not None
+
+    def freeze(self) -> None:
+        """Pack the arrays into one ``bytes`` (a no-op if frozen); reading one thaws them."""
+        if self._packed is not None:
+            return
+        self._packed = self._pack()
+        del self.seen, self.seen_outcome, self.recent_rows, self.recent_weights
+        del self.recent_times, self.genre_keys, self.genre_values, self.artist_keys
+        del self.artist_values, self.arm_rows, self.arm_ids
+        UserState._thawed.pop(id(self), None)
+
+    def _pack(self) -> bytes:
+        seen, rows, genres, artists, arms = (
+            self.seen,
+            self.recent_rows,
+            self.genre_keys,
+            self.artist_keys,
+            self.arm_rows,
+        )
+        lengths = _LENGTHS.pack(len(seen), len(rows), len(genres), len(artists), len(arms))
+        return b"".join(
+            (
+                lengths,
+                seen,
+                self.seen_outcome,
+                rows,
+                self.recent_weights,
+                self.recent_times,
+                genres,
+                self.genre_values,
+                artists,
+                self.artist_values,
+                arms,
+                self.arm_ids,
+            )
+        )
+
+    def _thaw(self) -> None:
+        packed = self._packed
+        assert packed is not None
+        n_seen, n_recent, n_genres, n_artists, n_arms = _LENGTHS.unpack_from(packed)
+        at = _LENGTHS.size
+        self.seen = array("i", packed[at : (at := at + 4 * n_seen)])
+        self.seen_outcome = array("b", packed[at : (at := at + n_seen)])
+        self.recent_rows = array("i", packed[at : (at := at + 4 * n_recent)])
+        self.recent_weights = array("f", packed[at : (at := at + 4 * n_recent)])
+        self.recent_times = array("d", packed[at : (at := at + 8 * n_recent)])
+        self.genre_keys = array("i", packed[at : (at := at + 4 * n_genres)])
+        self.genre_values = array("f", packed[at : (at := at + 4 * n_genres)])
+        self.artist_keys = array("i", packed[at : (at := at + 4 * n_artists)])
+        self.artist_values = array("f", packed[at : (at := at + 4 * n_artists)])
+        self.arm_rows = array("i", packed[at : (at := at + 4 * n_arms)])
+        self.arm_ids = array("b", packed[at : at + n_arms])
+        self._packed = None
+        self._note_thawed()
+
+    def _note_thawed(self) -> None:
+        thawed = UserState._thawed
+        key = id(self)
+        # An entry under this id is a dead user's (``id`` values are reused): replace it.
+        thawed.pop(key, None)
+        thawed[key] = weakref.ref(self)
+        while len(thawed) > UserState.max_thawed:
+            user = thawed.popitem(last=False)[1]()
+            if user is not None:
+                user.freeze()
+
+    def __getattr__(self, name: str) -> object:
+        # Only called for a field that is not set: an array of a frozen user.
+        if name in _ARRAY_NAMES and object.__getattribute__(self, "_packed") is not None:
+            self._thaw()
+            return object.__getattribute__(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        state = {name: getattr(self, name) for name in _SCALARS}
+        state["packed"] = self._pack() if self._packed is None else self._packed
+        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         for name, value in state.items():
-            setattr(self, name, value)
+            if name != "packed":
+                setattr(self, name, value)
+        if "packed" in state:  # frozen, as written
+            self._packed = state["packed"]  # type: ignore[assignment]
+            return
+        # A snapshot from before packing: arrays by name, and rings always full size.
+        self.capacity = len(self.recent_rows)
+        self._packed = None
+        self.freeze()
 
+    # ------------------------------------------------------------------ reading
     @property
     def n_events(self) -> int:
         return self.plays + self.skips + self.replays
@@ -453,10 +601,17 @@ class UserState:
             seen.insert(position, row)
             self.seen_outcome.insert(position, 0)
         self.seen_outcome[position] = max(-127, min(127, round(weight * _OUTCOME_SCALE)))
-        slot = self.n_recent % len(self.recent_rows)
-        self.recent_rows[slot] = row
-        self.recent_weights[slot] = weight
-        self.recent_times[slot] = at
+        rows = self.recent_rows
+        size = len(rows)
+        if self.n_recent == size < self.capacity:  # not full yet: slot n_recent is new
+            rows.append(row)
+            self.recent_weights.append(weight)
+            self.recent_times.append(at)
+        else:
+            slot = self.n_recent % size
+            rows[slot] = row
+            self.recent_weights[slot] = weight
+            self.recent_times[slot] = at
         self.n_recent += 1
 
     def newest_first(self) -> Iterator[tuple[int, float, float]]:

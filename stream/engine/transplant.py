@@ -30,7 +30,8 @@ small ones per user)::
     mf_known      bool (n);  mf_latents float32 (n, n_factors);  mf_bias float64 (n)
     seen          {"offsets": int64 (n + 1), "items": int32, "outcome": int8}
     recent        {"offsets", "items": int32 (-1: empty slot), "weights": float32,
-                   "times": float64}                  ring slots in slot order
+                   "times": float64}                  ring slots in slot order (a ring
+                                                      not full yet may have no empty slot)
     genre_taste, artist_taste   {"offsets", "keys": int32, "values": float32}
     discover      {"offsets", "items": int32, "arms": int8}
 
@@ -315,15 +316,16 @@ def _fill_ring(
     times: np.ndarray,
     n_recent: int,
 ) -> None:
-    """Copy a ring buffer slot for slot; for another size keep the newest events that fit."""
+    """Copy a ring buffer slot for slot; for another size keep the newest events that fit.
+
+    A ring that is not full yet holds just its events (it grows up to ``capacity``).
+    """
     if len(rows) != capacity:
         kept = min(n_recent, len(rows), capacity)
         newest = np.arange(n_recent - kept, n_recent) % max(len(rows), 1)  # oldest first
-        pad = capacity - kept
-        rows = np.concatenate([rows[newest], np.full(pad, -1, dtype=np.intc)])
-        weights = np.concatenate([weights[newest], np.zeros(pad, dtype=np.float32)])
-        times = np.concatenate([times[newest], np.zeros(pad, dtype=np.float64)])
+        rows, weights, times = rows[newest], weights[newest], times[newest]
         n_recent = kept
+    state.capacity = capacity
     state.recent_rows = array("i", rows.tobytes())
     state.recent_weights = array("f", weights.tobytes())
     state.recent_times = array("d", times.tobytes())
