@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from stream.allocator import AllocatorTrimmer
+from stream.allocator import TRIM_INTERVAL_SECONDS, AllocatorTrimmer
 from stream.app import app
-
-#: Seconds between looks at how much the allocator holds free (a look costs microseconds).
-TRIM_SECONDS = 5.0
 
 
 @functools.cache
@@ -16,6 +13,6 @@ def worker_trimmer() -> AllocatorTrimmer:
     return AllocatorTrimmer()
 
 
-@app.timer(TRIM_SECONDS)
+@app.timer(TRIM_INTERVAL_SECONDS)
 async def trim_memory() -> None:
     worker_trimmer().maybe_trim()

@@ -24,6 +24,9 @@ import time
 
 #: Trim once the allocator holds this much freed memory.
 DEFAULT_MIN_FREE_BYTES = 32 * 1024 * 1024
+#: Seconds between a worker's looks at how much is free (a look walks the free lists:
+#: a few milliseconds on a large, fragmented heap).
+TRIM_INTERVAL_SECONDS = 5.0
 
 
 class _MallInfo2(ctypes.Structure):

@@ -22,6 +22,7 @@ clocks are compared, so a skewed producer clock shifts the figures.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -84,7 +85,9 @@ class Freshness:
             buckets=FRESHNESS_BUCKETS,
             registry=None,
         )
-        self._pending: dict[str, list[float]] = {}
+        # Kafka timestamps of each user's events not yet in a delivered list: packed
+        # doubles (8 bytes each, not a float object and a list slot).
+        self._pending: dict[str, array[float]] = {}
         # The newest max_samples samples, a ring: delivery times and freshness seconds
         # (numpy, so a quantile over them is not a Python loop: /stats/ is polled).
         self._delivered_at = np.zeros(max_samples, dtype=np.float64)
@@ -98,7 +101,7 @@ class Freshness:
             return
         pending = self._pending.get(user_id)
         if pending is None:
-            self._pending[user_id] = [produced_at]
+            self._pending[user_id] = array("d", (produced_at,))
         elif len(pending) < self.max_pending_per_user:
             pending.append(produced_at)
         else:
@@ -113,11 +116,11 @@ class Freshness:
         for produced_at in pending:
             observe(max(0.0, at - produced_at))
         # The newest samples fill the ring (a backlog longer than it keeps only its tail).
-        kept = pending[-self.max_samples :]
+        kept = np.frombuffer(pending, dtype=np.float64)[-self.max_samples :]
         start = self._n_samples % self.max_samples
         positions = (start + np.arange(len(kept))) % self.max_samples
         self._delivered_at[positions] = at
-        self._seconds[positions] = np.maximum(0.0, at - np.asarray(kept, dtype=np.float64))
+        self._seconds[positions] = np.maximum(0.0, at - kept)
         self._n_samples += len(kept)
         return len(pending)
 
