@@ -56,7 +56,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -475,14 +475,21 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
     )
     topics = BenchTopics(f"bench{uuid.uuid4().hex[:8]}-memory-")
     asyncio.run(create_topics(bootstrap, topics, PARTITIONS))
-    events = memory_events(
-        topics,
-        config.memory_users,
-        items,
-        config.memory_events_per_user,
-        seed=config.seed,
-        now=time.time(),
-    )
+    # Two steps of new users: the second one's growth is the per-user cost beyond the base.
+    first_step = config.memory_users // 2
+    users_per_step = [first_step, config.memory_users - first_step]
+    steps = [
+        memory_events(
+            topics,
+            n_users,
+            items,
+            config.memory_events_per_user,
+            seed=config.seed + step,
+            now=time.time(),
+            first_user=step * first_step,
+        )
+        for step, n_users in enumerate(users_per_step)
+    ]
     # Deferred publishing by default: today's publisher needs milliseconds per list, and
     # 100,000 users would be 100,000 lists. What is measured is then the learned state.
     extra_env = {} if config.memory_publish else {"ENCORE_PUBLISH_INTERVAL_MS": str(3_600_000)}
@@ -492,17 +499,20 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
             async def load_catalog() -> None:
                 await produce_all(bootstrap, catalog_messages(topics, items))
 
-            async def load_events() -> None:
-                await produce_all(bootstrap, events)
+            def loader(events: list[Any]) -> Callable[[], Awaitable[None]]:
+                async def load() -> None:
+                    await produce_all(bootstrap, events)
+
+                return load
 
             try:
                 return await measure_memory(
                     worker,
                     load_catalog,
-                    load_events,
+                    [loader(events) for events in steps],
                     n_items=len(items),
-                    n_users=config.memory_users,
-                    n_events=len(events),
+                    users_per_step=users_per_step,
+                    events_per_step=[len(events) for events in steps],
                     timeout=600.0,
                     lists_deferred=not config.memory_publish,
                 )
@@ -510,6 +520,16 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
                 await worker.close()
 
         result = asyncio.run(measure())
+    # Items a step's events name for the first time: their learned state (factors,
+    # co-occurrence, popularity) grows with that step, not with the catalog.
+    touched: set[str] = set()
+    import orjson
+
+    result["items_first_named_per_step"] = []
+    for events in steps:
+        before = len(touched)
+        touched.update(orjson.loads(payload)["item_id"] for _, _, payload in events)
+        result["items_first_named_per_step"].append(len(touched) - before)
     result["lists_published_during_run"] = config.memory_publish
     return result
 
@@ -801,7 +821,9 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
             f"{memory['after_catalog_rss_mib']} MiB, +{memory['users']:,} users "
             f"{memory['after_users_rss_mib']} MiB -> "
             f"{memory['kib_per_item'] * 1024:,.0f} bytes/item, "
-            f"{memory['kib_per_user'] * 1024:,.0f} bytes/user"
+            f"{memory['kib_per_user'] * 1024:,.0f} bytes/user beyond the base "
+            f"(the last {memory['users_per_step'][-1]:,} users; "
+            f"{memory['kib_per_user_average'] * 1024:,.0f} bytes/user on average)"
         )
     console.print(
         "ratios: " + ", ".join(f"{key} {_number(value, 4)}" for key, value in shares.items())

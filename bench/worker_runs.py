@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,8 +492,10 @@ def memory_events(
     events_per_user: int,
     seed: int,
     now: float,
+    first_user: int = 0,
 ) -> list[Message]:
-    """Events touching ``n_users`` new users: Zipf-popular items, mostly plays, some skips.
+    """Events touching ``n_users`` new users (numbered from ``first_user``): Zipf-popular
+    items, mostly plays, some skips.
 
     Synthetic rather than simulated: the simulator spends ~0.2 ms per user just
     building its world, and memory only needs every user to exist with a history.
@@ -505,11 +507,11 @@ def memory_events(
     messages: list[Message] = []
     span = 24 * 3600.0  # the histories end a minute ago and span a day
     for number in range(n_users * events_per_user):
-        user_id = f"mem-u-{number % n_users:07d}"
+        user_id = f"mem-u-{first_user + number % n_users:07d}"
         item = items[int(picks[number])]
         is_skip = bool(skipped[number])
         doc = {
-            "event_id": f"mem-{number:09d}",
+            "event_id": f"mem-{first_user:07d}-{number:09d}",
             "type": "skip" if is_skip else "play",
             "user_id": user_id,
             "item_id": item.item_id,
@@ -529,17 +531,22 @@ def memory_events(
 async def measure_memory(
     worker: RunningEncore,
     load_catalog: Callable[[], Awaitable[None]],
-    load_events: Callable[[], Awaitable[None]],
+    load_users: Sequence[Callable[[], Awaitable[None]]],
     n_items: int,
-    n_users: int,
-    n_events: int,
+    users_per_step: Sequence[int],
+    events_per_step: Sequence[int],
     timeout: float,
     lists_deferred: bool,
 ) -> dict[str, Any]:
-    """RSS of a fresh worker: at rest, after the catalog, after events touching the users.
+    """RSS of a fresh worker: at rest, after the catalog, after each step of new users.
 
-    With ``lists_deferred`` the worker was started with a publishing interval
-    longer than the run, so no list is waited for.
+    Per item: the catalog's growth over the base. Per user, two figures: the
+    average growth over all users since the catalog, and the marginal cost --
+    the growth during the last step over the users it added, i.e. per user
+    beyond the fixed base (buffers, bounded caches and rings, the item state the
+    first users' events create, all of which the first step pays). With
+    ``lists_deferred`` the worker was started with a publishing interval longer
+    than the run, so no list is waited for.
     """
     await asyncio.sleep(2.0)  # let start-up allocations settle before the base reading
     base = rss_kib(worker.pid)
@@ -550,27 +557,38 @@ async def measure_memory(
     await asyncio.sleep(1.0)
     after_catalog = rss_kib(worker.pid)
     started = time.monotonic()
-    await load_events()
-    await worker.wait_until(
-        lambda stats: stats["events_accepted"] >= n_events, timeout, "through the memory events"
-    )
-    if not lists_deferred:
-        await worker.wait_until_lists_drained(timeout)
+    after_steps: list[int] = []
+    events_so_far = 0
+    for load, n_events in zip(load_users, events_per_step, strict=True):
+        events_so_far += n_events
+        await load()
+        await worker.wait_until(
+            lambda stats, want=events_so_far: stats["events_accepted"] >= want,
+            timeout,
+            "through the memory events",
+        )
+        if not lists_deferred:
+            await worker.wait_until_lists_drained(timeout)
+        # Settled: at least one of the worker's periodic allocator trims has run since the
+        # last event (it hands freed fetch buffers back to the OS, as it would in service).
+        await asyncio.sleep(TRIM_INTERVAL_SECONDS + 1.0)
+        after_steps.append(rss_kib(worker.pid))
     seconds = time.monotonic() - started
-    # Settled: at least one of the worker's periodic allocator trims has run since the
-    # last event (it hands freed fetch buffers back to the OS, as it would in service).
-    await asyncio.sleep(TRIM_INTERVAL_SECONDS + 1.0)
-    after_users = rss_kib(worker.pid)
     stats = await worker.stats()
+    n_users = sum(users_per_step)
+    before_last = after_steps[-2] if len(after_steps) > 1 else after_catalog
     return {
         "items": n_items,
         "users": n_users,
-        "events": n_events,
+        "events": events_so_far,
+        "users_per_step": list(users_per_step),
         "base_rss_mib": round(base / 1024, 1),
         "after_catalog_rss_mib": round(after_catalog / 1024, 1),
-        "after_users_rss_mib": round(after_users / 1024, 1),
+        "after_each_step_rss_mib": [round(kib / 1024, 1) for kib in after_steps],
+        "after_users_rss_mib": round(after_steps[-1] / 1024, 1),
         "kib_per_item": round((after_catalog - base) / n_items, 3),
-        "kib_per_user": round((after_users - after_catalog) / n_users, 3),
+        "kib_per_user_average": round((after_steps[-1] - after_catalog) / n_users, 3),
+        "kib_per_user": round((after_steps[-1] - before_last) / users_per_step[-1], 3),
         "events_and_lists_seconds": round(seconds, 1),
         "allocator_trims": stats.get("allocator_trims"),
     }

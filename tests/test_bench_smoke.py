@@ -112,6 +112,11 @@ def test_memory_figures(results):
     assert memory["users"] == 500 and memory["items"] == 300
     assert 0 < memory["base_rss_mib"] <= memory["after_users_rss_mib"]
     assert isinstance(memory["kib_per_user"], float) and isinstance(memory["kib_per_item"], float)
+    # two steps of new users, the second's growth being the per-user figure
+    assert memory["users_per_step"] == [250, 250] and memory["events"] == 500  # --quick: 1 each
+    assert len(memory["after_each_step_rss_mib"]) == 2
+    assert memory["after_each_step_rss_mib"][-1] == memory["after_users_rss_mib"]
+    assert isinstance(memory["kib_per_user_average"], float)
 
 
 @pytest.mark.parametrize(("phase", "workers"), [("one_worker", 1), ("two_workers", 2)])
