@@ -85,7 +85,32 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
 _interval = get_settings().publish_interval_ms / 1000
 
 
-@app.timer(interval=_interval, name="publish_recommendations")
+def pause_after_tick(sent: int, users_waiting: int, interval: float = _interval) -> float:
+    """Seconds to wait before the next tick.
+
+    Lists sent and users still waiting means the tick ran out of budget: the next
+    one starts as soon as learning had its turn (one chunk of records), so a
+    backlog of lists is worked off at full speed instead of a slice per interval.
+    Otherwise wait the interval: with nobody waiting, so that a burst of one
+    user's events gets one list; with nothing sent (the broker refused or failed
+    every list), so that it is not asked again at once.
+
+    >>> pause_after_tick(64, users_waiting=12, interval=0.05)
+    0.0
+    >>> pause_after_tick(64, 0, 0.05), pause_after_tick(0, 12, 0.05)
+    (0.05, 0.05)
+    """
+    return 0.0 if sent and users_waiting else interval
+
+
+@app.task
 async def publish_recommendations() -> None:
-    # at most half of each interval, so learning keeps up under load
-    await publish_dirty_lists(budget_seconds=_interval / 2)
+    pipeline = worker_pipeline()
+    while not app.should_stop:
+        # at most half an interval per tick, so learning keeps up under load
+        sent = await publish_dirty_lists(budget_seconds=_interval / 2)
+        pause = pause_after_tick(sent, pipeline.users_waiting)
+        if pause:
+            await app.sleep(pause)
+        else:
+            await asyncio.sleep(0)  # the consumer's next chunk runs here
