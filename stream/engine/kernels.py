@@ -176,21 +176,17 @@ def mf_top_k(
     learned: int,
     k: int,
 ) -> np.ndarray:
-    """Finish MF scores in place and return the ``k`` best rows, in one pass.
+    """Finish MF scores in place and return the ``k`` best rows.
 
     ``dots[:learned]`` holds ``item_factors @ vector`` (from BLAS); each row
     becomes ``dot + offset + penalty``, ``-inf`` for rows in sorted ``seen`` and
-    for rows at or beyond ``learned``. The result is :func:`top_k` of ``dots``:
-    one sweep instead of numpy's two masked writes and a separate selection.
+    for rows at or beyond ``learned``. The result is :func:`top_k` of ``dots``
+    (a heap past 64 rows: Discover's pool of 200 made a sorted buffer move ~100
+    entries per insertion, 86 µs of a 20,000-item list).
     """
     size = len(dots)
-    k = min(k, size)
-    best_rows = np.empty(max(k, 0), dtype=np.int64)
-    best_scores = np.empty(max(k, 0), dtype=np.float64)
-    kept = 0
     cursor = 0
     n_seen = len(seen)
-    threshold = -np.inf
     for row in range(size):
         if row >= learned:
             dots[row] = -np.inf
@@ -200,27 +196,8 @@ def mf_top_k(
         if cursor < n_seen and seen[cursor] == row:
             dots[row] = -np.inf
             continue
-        score = dots[row] + offset[row] + penalty[row]
-        dots[row] = score
-        value = float(score)
-        # Rows arrive in increasing order, so an equal score never displaces a kept row.
-        if kept == k and value <= threshold:
-            continue
-        if k == 0 or not math.isfinite(value):
-            continue
-        position = kept if kept < k else k - 1
-        while position > 0 and best_scores[position - 1] < value:
-            if position < k:
-                best_scores[position] = best_scores[position - 1]
-                best_rows[position] = best_rows[position - 1]
-            position -= 1
-        best_scores[position] = value
-        best_rows[position] = row
-        if kept < k:
-            kept += 1
-        if kept == k:
-            threshold = best_scores[k - 1]
-    return best_rows[:kept]
+        dots[row] = dots[row] + offset[row] + penalty[row]
+    return top_k(dots, k)
 
 
 @njit(cache=True)
