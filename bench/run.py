@@ -19,8 +19,10 @@ or ``--broker``):
    ``--duration`` seconds each, with ``occurred_at`` = the time they are
    produced. A reader on ``recommendations`` times every list: freshness = the
    list's arrival - the produce time of its ``last_event_id``.
-5. **Memory.** A third fresh worker: RSS at rest, after a 50,000-item catalog and
-   after events of 100,000 new users -> bytes per item and per user.
+5. **Memory.** A third fresh worker: RSS at rest, after a 50,000-item catalog,
+   after one play of every item, and after events of 50,000 + 50,000 new users
+   -> bytes per played item, and per user beyond the base (the second step's
+   growth over its users).
 6. **Scale-out.** The same catalog and events, drained by one worker and then by
    two workers of one consumer group (fresh topics and group per run; distinct
    ``ENCORE_WORKER_ID``, web port and data dir, one shared checkpoint dir):
@@ -464,7 +466,13 @@ def paced_phase(
 
 def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[str, Any]:
     """A fresh worker on fresh topics: RSS at rest, after the catalog, after the users."""
-    from bench.worker_runs import catalog_messages, encore_worker, measure_memory, memory_events
+    from bench.worker_runs import (
+        catalog_messages,
+        encore_worker,
+        item_play_events,
+        measure_memory,
+        memory_events,
+    )
     from stream.simulator import World, WorldConfig
 
     # The catalog of a world with few users: building a world costs ~0.2 ms per user.
@@ -499,6 +507,9 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
             async def load_catalog() -> None:
                 await produce_all(bootstrap, catalog_messages(topics, items))
 
+            async def load_item_plays() -> None:
+                await produce_all(bootstrap, item_play_events(topics, items, now=time.time()))
+
             def loader(events: list[Any]) -> Callable[[], Awaitable[None]]:
                 async def load() -> None:
                     await produce_all(bootstrap, events)
@@ -509,6 +520,7 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
                 return await measure_memory(
                     worker,
                     load_catalog,
+                    load_item_plays,
                     [loader(events) for events in steps],
                     n_items=len(items),
                     users_per_step=users_per_step,
@@ -820,7 +832,8 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
             f"memory: base {memory['base_rss_mib']} MiB, +{memory['items']:,} items "
             f"{memory['after_catalog_rss_mib']} MiB, +{memory['users']:,} users "
             f"{memory['after_users_rss_mib']} MiB -> "
-            f"{memory['kib_per_item'] * 1024:,.0f} bytes/item, "
+            f"{memory['kib_per_item'] * 1024:,.0f} bytes/item played once "
+            f"({memory['kib_per_item_in_catalog'] * 1024:,.0f} in the catalog only), "
             f"{memory['kib_per_user'] * 1024:,.0f} bytes/user beyond the base "
             f"(the last {memory['users_per_step'][-1]:,} users; "
             f"{memory['kib_per_user_average'] * 1024:,.0f} bytes/user on average)"
@@ -998,9 +1011,12 @@ NOTES: Final = {
     "end to end = every event over first event accepted -> last list published. Workers "
     "differ only in ENCORE_WORKER_ID, ENCORE_WEB_PORT and ENCORE_DATA_DIR and share "
     "ENCORE_CHECKPOINT_DIR; each learns from the partitions it is assigned.",
-    "memory": "RSS (VmRSS) of a fresh worker; per item = (after catalog - base) / items, "
-    "per user = (after events - after catalog) / users, so item-side learning caused by "
-    "the users' events counts per user. Unless lists_published_during_run, publishing "
+    "memory": "RSS (VmRSS) of a fresh worker, each reading taken one allocator-trim period "
+    "after the step. Per item = (after one play of every item - base) / items: a played "
+    "item's learned state included (kib_per_item_in_catalog: the catalog entry alone). "
+    "Per user = the growth during the last step of new users / its users: the cost per user "
+    "beyond the fixed base (kib_per_user_average: over all users, since the item plays). "
+    "Unless lists_published_during_run, publishing "
     "was deferred (ENCORE_PUBLISH_INTERVAL_MS = 1 h): the figure is the learned state "
     "plus the set of users waiting for a list.",
 }

@@ -485,6 +485,33 @@ async def paced_run(
 # --------------------------------------------------------------------------- memory
 
 
+def item_play_events(topics: BenchTopics, items: list[CatalogItem], now: float) -> list[Message]:
+    """One full play of every item, spread over a few listeners (one per
+    :data:`ITEMS_PER_WARMING_LISTENER` items): what an item costs once it has been played
+    -- its MF factors, co-occurrence and popularity -- not only its catalog entry."""
+    messages: list[Message] = []
+    span = 3600.0
+    for number, item in enumerate(items):
+        user_id = f"mem-warm-{number // ITEMS_PER_WARMING_LISTENER:05d}"
+        doc = {
+            "event_id": f"mem-warm-{number:09d}",
+            "type": "play",
+            "user_id": user_id,
+            "item_id": item.item_id,
+            "occurred_at": format_time(now - 2 * span + span * number / len(items)),
+            "ms_played": item.duration_ms,
+            "duration_ms": item.duration_ms,
+            "device": "mobile",
+            "country": "GB",
+        }
+        messages.append((topics.name("plays"), user_id.encode(), orjson.dumps(doc)))
+    return messages
+
+
+#: Items each listener of :func:`item_play_events` plays.
+ITEMS_PER_WARMING_LISTENER = 500
+
+
 def memory_events(
     topics: BenchTopics,
     n_users: int,
@@ -531,6 +558,7 @@ def memory_events(
 async def measure_memory(
     worker: RunningEncore,
     load_catalog: Callable[[], Awaitable[None]],
+    load_item_plays: Callable[[], Awaitable[None]],
     load_users: Sequence[Callable[[], Awaitable[None]]],
     n_items: int,
     users_per_step: Sequence[int],
@@ -538,9 +566,12 @@ async def measure_memory(
     timeout: float,
     lists_deferred: bool,
 ) -> dict[str, Any]:
-    """RSS of a fresh worker: at rest, after the catalog, after each step of new users.
+    """RSS of a fresh worker: at rest, after the catalog, after one play of every item,
+    after each step of new users.
 
-    Per item: the catalog's growth over the base. Per user, two figures: the
+    Per item, two figures: the catalog's growth over the base (an item never played),
+    and that plus the growth from one play of each item (an item that has been
+    played: what a catalog in service costs). Per user, two figures: the
     average growth over all users since the catalog, and the marginal cost --
     the growth during the last step over the users it added, i.e. per user
     beyond the fixed base (buffers, bounded caches and rings, the item state the
@@ -557,8 +588,16 @@ async def measure_memory(
     await asyncio.sleep(1.0)
     after_catalog = rss_kib(worker.pid)
     started = time.monotonic()
+    await load_item_plays()
+    await worker.wait_until(
+        lambda stats: stats["events_accepted"] >= n_items, timeout, "through the item plays"
+    )
+    if not lists_deferred:
+        await worker.wait_until_lists_drained(timeout)
+    await asyncio.sleep(TRIM_INTERVAL_SECONDS + 1.0)
+    after_item_plays = rss_kib(worker.pid)
     after_steps: list[int] = []
-    events_so_far = 0
+    events_so_far = n_items
     for load, n_events in zip(load_users, events_per_step, strict=True):
         events_so_far += n_events
         await load()
@@ -576,7 +615,7 @@ async def measure_memory(
     seconds = time.monotonic() - started
     stats = await worker.stats()
     n_users = sum(users_per_step)
-    before_last = after_steps[-2] if len(after_steps) > 1 else after_catalog
+    before_last = after_steps[-2] if len(after_steps) > 1 else after_item_plays
     return {
         "items": n_items,
         "users": n_users,
@@ -584,10 +623,12 @@ async def measure_memory(
         "users_per_step": list(users_per_step),
         "base_rss_mib": round(base / 1024, 1),
         "after_catalog_rss_mib": round(after_catalog / 1024, 1),
+        "after_item_plays_rss_mib": round(after_item_plays / 1024, 1),
         "after_each_step_rss_mib": [round(kib / 1024, 1) for kib in after_steps],
         "after_users_rss_mib": round(after_steps[-1] / 1024, 1),
-        "kib_per_item": round((after_catalog - base) / n_items, 3),
-        "kib_per_user_average": round((after_steps[-1] - after_catalog) / n_users, 3),
+        "kib_per_item_in_catalog": round((after_catalog - base) / n_items, 3),
+        "kib_per_item": round((after_item_plays - base) / n_items, 3),
+        "kib_per_user_average": round((after_steps[-1] - after_item_plays) / n_users, 3),
         "kib_per_user": round((after_steps[-1] - before_last) / users_per_step[-1], 3),
         "events_and_lists_seconds": round(seconds, 1),
         "allocator_trims": stats.get("allocator_trims"),

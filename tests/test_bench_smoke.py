@@ -113,7 +113,10 @@ def test_memory_figures(results):
     assert 0 < memory["base_rss_mib"] <= memory["after_users_rss_mib"]
     assert isinstance(memory["kib_per_user"], float) and isinstance(memory["kib_per_item"], float)
     # two steps of new users, the second's growth being the per-user figure
-    assert memory["users_per_step"] == [250, 250] and memory["events"] == 500  # --quick: 1 each
+    # --quick: one event per user, after one play of each of the 300 items
+    assert memory["users_per_step"] == [250, 250] and memory["events"] == 300 + 500
+    assert memory["after_item_plays_rss_mib"] > 0
+    assert isinstance(memory["kib_per_item_in_catalog"], float)
     assert len(memory["after_each_step_rss_mib"]) == 2
     assert memory["after_each_step_rss_mib"][-1] == memory["after_users_rss_mib"]
     assert isinstance(memory["kib_per_user_average"], float)
