@@ -113,13 +113,52 @@ class UserParameters:
         return params
 
 
-class _Latents(MutableMapping[str, np.ndarray]):
-    """``u_latents`` for River: user -> a float32 view of the user's row."""
+class _ByUser(MutableMapping[str, Any]):
+    """What River's two per-user mappings share: membership, removal, pickling.
+
+    A subclass reads and writes its own array and names the attribute of
+    :class:`UserParameters` it is (``_attribute``) and its place in what
+    :meth:`UserParameters.remove` returns (``_removed_at``).
+    """
 
     __slots__ = ("_params",)
+    _attribute: str
+    _removed_at: int
 
     def __init__(self, params: UserParameters) -> None:
         self._params = params
+
+    def __delitem__(self, user_id: str) -> None:
+        if self._params.remove(user_id) is None:
+            raise KeyError(user_id)
+
+    def pop(self, user_id: str, *default: Any) -> Any:  # type: ignore[override]
+        removed = self._params.remove(user_id)
+        if removed is not None:
+            return removed[self._removed_at]
+        if default:
+            return default[0]
+        raise KeyError(user_id)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._params.rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params.rows)
+
+    def __len__(self) -> int:
+        return len(self._params.rows)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The mapping of the unpickled UserParameters, so both names share one store again.
+        return (getattr, (self._params, self._attribute))
+
+
+class _Latents(_ByUser):
+    """``u_latents`` for River: user -> a float32 view of the user's row."""
+
+    __slots__ = ()
+    _attribute, _removed_at = "latents", 0
 
     def __getitem__(self, user_id: str) -> np.ndarray:
         # No default: an unknown user gets no random vector created as a side effect.
@@ -136,39 +175,13 @@ class _Latents(MutableMapping[str, np.ndarray]):
         row = params.row_of(user_id)  # first: a new user may move the matrix
         params.matrix[row] = vector
 
-    def __delitem__(self, user_id: str) -> None:
-        if self._params.remove(user_id) is None:
-            raise KeyError(user_id)
 
-    def pop(self, user_id: str, *default: Any) -> Any:  # type: ignore[override]
-        removed = self._params.remove(user_id)
-        if removed is not None:
-            return removed[0]
-        if default:
-            return default[0]
-        raise KeyError(user_id)
-
-    def __contains__(self, user_id: object) -> bool:
-        return user_id in self._params.rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._params.rows)
-
-    def __len__(self) -> int:
-        return len(self._params.rows)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_latents_of, (self._params,))
-
-
-class _Biases(MutableMapping[str, float]):
+class _Biases(_ByUser):
     """``u_biases`` for River: user -> bias; reading an unknown user's makes it 0.0, as
     River's ``defaultdict`` does (together with zero factors)."""
 
-    __slots__ = ("_params",)
-
-    def __init__(self, params: UserParameters) -> None:
-        self._params = params
+    __slots__ = ()
+    _attribute, _removed_at = "biases", 1
 
     def __getitem__(self, user_id: str) -> float:
         params = self._params
@@ -184,35 +197,3 @@ class _Biases(MutableMapping[str, float]):
         params = self._params
         row = params.row_of(user_id)  # first: a new user may move the arrays
         params.bias_values[row] = bias
-
-    def __delitem__(self, user_id: str) -> None:
-        if self._params.remove(user_id) is None:
-            raise KeyError(user_id)
-
-    def pop(self, user_id: str, *default: Any) -> Any:  # type: ignore[override]
-        removed = self._params.remove(user_id)
-        if removed is not None:
-            return removed[1]
-        if default:
-            return default[0]
-        raise KeyError(user_id)
-
-    def __contains__(self, user_id: object) -> bool:
-        return user_id in self._params.rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._params.rows)
-
-    def __len__(self) -> int:
-        return len(self._params.rows)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_biases_of, (self._params,))
-
-
-def _latents_of(params: UserParameters) -> _Latents:
-    return params.latents
-
-
-def _biases_of(params: UserParameters) -> _Biases:
-    return params.biases
