@@ -417,29 +417,8 @@ class UserState:
     (True, [5, 6, 7], False)
     """
 
-    __slots__ = (
-        "seen",
-        "seen_outcome",
-        "recent_rows",
-        "recent_weights",
-        "recent_times",
-        "capacity",
-        "n_recent",
-        "plays",
-        "skips",
-        "replays",
-        "last_event_id",
-        "last_event_at",
-        "taste_origin",
-        "genre_keys",
-        "genre_values",
-        "artist_keys",
-        "artist_values",
-        "arm_rows",
-        "arm_ids",
-        "_packed",
-        "__weakref__",
-    )
+    # The arrays, the scalars, then the packed form of a frozen user's arrays.
+    __slots__ = (*(name for name, _ in _ARRAYS), *_SCALARS, "_packed", "__weakref__")
 
     #: Users left thawed at most (process-wide; the least recently thawed are frozen).
     max_thawed: ClassVar[int] = 1_024
@@ -487,6 +466,8 @@ class UserState:
         del self.artist_values, self.arm_rows, self.arm_ids
         UserState._thawed.pop(id(self), None)
 
+    # _pack and _thaw spell out the layout of _ARRAYS: a loop over it costs ~1.8 µs more
+    # per freeze and thaw (37 %), and a busy worker thaws a user on one event in seven.
     def _pack(self) -> bytes:
         seen, rows, genres, artists, arms = (
             self.seen,
