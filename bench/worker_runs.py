@@ -485,31 +485,50 @@ async def paced_run(
 # --------------------------------------------------------------------------- memory
 
 
+#: Items each listener of :func:`item_play_events` plays.
+ITEMS_PER_WARMING_LISTENER = 500
+
+
+def _listening_message(
+    topics: BenchTopics,
+    event_id: str,
+    user_id: str,
+    item: CatalogItem,
+    is_skip: bool,
+    occurred_at: float,
+) -> Message:
+    """One play (in full) or skip (a tenth heard) of ``item``, on a phone in GB."""
+    doc = {
+        "event_id": event_id,
+        "type": "skip" if is_skip else "play",
+        "user_id": user_id,
+        "item_id": item.item_id,
+        "occurred_at": format_time(occurred_at),
+        "ms_played": item.duration_ms // 10 if is_skip else item.duration_ms,
+        "duration_ms": item.duration_ms,
+        "device": "mobile",
+        "country": "GB",
+    }
+    topic = topics.name("skips" if is_skip else "plays")
+    return topic, user_id.encode(), orjson.dumps(doc)
+
+
 def item_play_events(topics: BenchTopics, items: list[CatalogItem], now: float) -> list[Message]:
     """One full play of every item, spread over a few listeners (one per
     :data:`ITEMS_PER_WARMING_LISTENER` items): what an item costs once it has been played
     -- its MF factors, co-occurrence and popularity -- not only its catalog entry."""
-    messages: list[Message] = []
     span = 3600.0
-    for number, item in enumerate(items):
-        user_id = f"mem-warm-{number // ITEMS_PER_WARMING_LISTENER:05d}"
-        doc = {
-            "event_id": f"mem-warm-{number:09d}",
-            "type": "play",
-            "user_id": user_id,
-            "item_id": item.item_id,
-            "occurred_at": format_time(now - 2 * span + span * number / len(items)),
-            "ms_played": item.duration_ms,
-            "duration_ms": item.duration_ms,
-            "device": "mobile",
-            "country": "GB",
-        }
-        messages.append((topics.name("plays"), user_id.encode(), orjson.dumps(doc)))
-    return messages
-
-
-#: Items each listener of :func:`item_play_events` plays.
-ITEMS_PER_WARMING_LISTENER = 500
+    return [
+        _listening_message(
+            topics,
+            f"mem-warm-{number:09d}",
+            f"mem-warm-{number // ITEMS_PER_WARMING_LISTENER:05d}",
+            item,
+            False,
+            now - 2 * span + span * number / len(items),
+        )
+        for number, item in enumerate(items)
+    ]
 
 
 def memory_events(
@@ -529,30 +548,21 @@ def memory_events(
     """
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, len(items) + 1)
-    picks = rng.choice(len(items), size=n_users * events_per_user, p=popularity / popularity.sum())
-    skipped = rng.random(n_users * events_per_user) < 0.3
-    messages: list[Message] = []
+    n_events = n_users * events_per_user
+    picks = rng.choice(len(items), size=n_events, p=popularity / popularity.sum())
+    skipped = rng.random(n_events) < 0.3
     span = 24 * 3600.0  # the histories end a minute ago and span a day
-    for number in range(n_users * events_per_user):
-        user_id = f"mem-u-{first_user + number % n_users:07d}"
-        item = items[int(picks[number])]
-        is_skip = bool(skipped[number])
-        doc = {
-            "event_id": f"mem-{first_user:07d}-{number:09d}",
-            "type": "skip" if is_skip else "play",
-            "user_id": user_id,
-            "item_id": item.item_id,
-            "occurred_at": format_time(
-                now - 60 - span + span * number / (n_users * events_per_user)
-            ),
-            "ms_played": item.duration_ms // 10 if is_skip else item.duration_ms,
-            "duration_ms": item.duration_ms,
-            "device": "mobile",
-            "country": "GB",
-        }
-        topic = topics.name("skips" if is_skip else "plays")
-        messages.append((topic, user_id.encode(), orjson.dumps(doc)))
-    return messages
+    return [
+        _listening_message(
+            topics,
+            f"mem-{first_user:07d}-{number:09d}",
+            f"mem-u-{first_user + number % n_users:07d}",
+            items[int(picks[number])],
+            bool(skipped[number]),
+            now - 60 - span + span * number / n_events,
+        )
+        for number in range(n_events)
+    ]
 
 
 async def measure_memory(
