@@ -582,7 +582,7 @@ async def measure_memory(
     Per item, two figures: the catalog's growth over the base (an item never played),
     and that plus the growth from one play of each item (an item that has been
     played: what a catalog in service costs). Per user, two figures: the
-    average growth over all users since the catalog, and the marginal cost --
+    average growth over all users since the item plays, and the marginal cost --
     the growth during the last step over the users it added, i.e. per user
     beyond the fixed base (buffers, bounded caches and rings, the item state the
     first users' events create, all of which the first step pays). With
@@ -597,31 +597,27 @@ async def measure_memory(
     )
     await asyncio.sleep(1.0)
     after_catalog = rss_kib(worker.pid)
-    started = time.monotonic()
-    await load_item_plays()
-    await worker.wait_until(
-        lambda stats: stats["events_accepted"] >= n_items, timeout, "through the item plays"
-    )
-    if not lists_deferred:
-        await worker.wait_until_lists_drained(timeout)
-    await asyncio.sleep(TRIM_INTERVAL_SECONDS + 1.0)
-    after_item_plays = rss_kib(worker.pid)
-    after_steps: list[int] = []
-    events_so_far = n_items
-    for load, n_events in zip(load_users, events_per_step, strict=True):
-        events_so_far += n_events
+
+    async def settled_rss_after(load: Callable[[], Awaitable[None]], events: int) -> int:
+        """RSS once ``load``'s events are learned (``events`` in all so far) and the worker
+        settled: at least one of its periodic allocator trims ran since the last event (it
+        hands freed fetch buffers back to the OS, as it would in service)."""
         await load()
         await worker.wait_until(
-            lambda stats, want=events_so_far: stats["events_accepted"] >= want,
-            timeout,
-            "through the memory events",
+            lambda stats: stats["events_accepted"] >= events, timeout, "through the events"
         )
         if not lists_deferred:
             await worker.wait_until_lists_drained(timeout)
-        # Settled: at least one of the worker's periodic allocator trims has run since the
-        # last event (it hands freed fetch buffers back to the OS, as it would in service).
         await asyncio.sleep(TRIM_INTERVAL_SECONDS + 1.0)
-        after_steps.append(rss_kib(worker.pid))
+        return rss_kib(worker.pid)
+
+    started = time.monotonic()
+    events_so_far = n_items
+    after_item_plays = await settled_rss_after(load_item_plays, events_so_far)
+    after_steps: list[int] = []
+    for load, n_events in zip(load_users, events_per_step, strict=True):
+        events_so_far += n_events
+        after_steps.append(await settled_rss_after(load, events_so_far))
     seconds = time.monotonic() - started
     stats = await worker.stats()
     n_users = sum(users_per_step)
