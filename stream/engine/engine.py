@@ -1316,22 +1316,13 @@ class _RowBuilder:
         """A row of the first acceptable ``entries``; a callable reason is called when taken."""
         chosen: list[RecommendedItem] = []
         per_artist: dict[int, int] = {}
-        # accepts() and take() inlined, each array read once: this loop runs per candidate.
-        size, cap, taken, excluded = self.size, self.max_per_artist, self.taken, self.excluded
-        active, artist_of, ids = self.items.active, self.items.artist_of, self.items.ids
         for row, score, reason in entries:
-            if len(chosen) >= size:
+            if len(chosen) >= self.size:
                 break
-            if row in taken or row in excluded or not active[row]:
+            if not self.accepts(row, per_artist):
                 continue
-            artist = int(artist_of[row])
-            if artist >= 0:
-                count = per_artist.get(artist, 0)
-                if count >= cap:
-                    continue
-                per_artist[artist] = count + 1
-            taken.add(row)
+            self.take(row, per_artist)
             if not isinstance(reason, str):
                 reason = reason()
-            chosen.append(RecommendedItem(ids[row], round(float(score), 6), reason))
+            chosen.append(RecommendedItem(self.items.ids[row], round(float(score), 6), reason))
         return Row(row_id, title, tuple(chosen))
