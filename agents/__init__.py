@@ -49,6 +49,7 @@ def worker_pipeline() -> Pipeline:
         forgotten_users_max=settings.forgotten_users_max,
         experiment=Experiment(settings.experiment_id, settings.holdout_share),
         history=ListeningHistory(settings.wrapped_months, settings.wrapped_max_entries),
+        rerank_after=settings.rerank_after_seconds,
     )
 
 

@@ -24,7 +24,10 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
     """One tick: a list for each user with new events, however many events they had.
 
     Oldest-dirty users first; once ``budget_seconds`` is spent the rest wait for the
-    next tick, so a burst of users never starves learning. A list whose delivery
+    next tick, so a burst of users never starves learning. Most of these lists are
+    quick ones (the user's last list patched, :meth:`Pipeline.recommend`); when no
+    user waits and budget is left, users whose latest list was quick get their rows
+    ranked again and published (:meth:`Pipeline.take_reranks`), oldest first. A list whose delivery
     failed leaves its user dirty, to be retried; so does a list the producer refused
     to take (its buffer stayed full for ``producer_request_timeout``: a long broker
     outage), which also ends the tick. A user forgotten while this tick runs gets
@@ -39,14 +42,17 @@ async def publish_dirty_lists(budget_seconds: float | None = None) -> int:
     refused = False
     while not refused and (deadline is None or time.perf_counter() < deadline):
         users = pipeline.take_dirty(SLICE)
-        if not users:
-            break
+        rerank = not users
+        if rerank:
+            users = pipeline.take_reranks(SLICE)
+            if not users:
+                break
         pipeline.lists_in_flight += len(users)
         sending: list[tuple[str, bytes]] = []
         try:
             deliveries = []
             for index, user_id in enumerate(users):
-                recommendations = pipeline.recommend(user_id)
+                recommendations = pipeline.recommend(user_id, rerank=rerank)
                 if recommendations is None:
                     continue  # forgotten since it was queued (a send above yielded)
                 # (user_id, RecommendationList) -> wire bytes -> the compacted recommendations topic

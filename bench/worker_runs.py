@@ -102,8 +102,10 @@ class RunningEncore:
         def quiet(stats: dict[str, Any]) -> bool:
             nonlocal last_count, changed_at
             now = time.monotonic()
-            if stats["lists_published"] != last_count:
-                last_count, changed_at = stats["lists_published"], now
+            # Background re-ranks (after quick lists) answer no new event: not counted.
+            count = stats["lists_published"] - stats.get("lists_reranked", 0)
+            if count != last_count:
+                last_count, changed_at = count, now
             return stats["users_waiting_for_a_list"] == 0 and now - changed_at >= QUIET_SECONDS
 
         _, stats = await self.wait_until(quiet, timeout, "done publishing")
@@ -218,6 +220,8 @@ async def measure_backlog(
     cpu_now, window = cpu_seconds(worker.pid), time.monotonic() - first["at"]
     result.update(
         lists_published=stats["lists_published"],
+        lists_quick=stats.get("lists_quick", 0),
+        lists_reranked=stats.get("lists_reranked", 0),
         events_per_list=round(stats["events_accepted"] / max(1, stats["lists_published"]), 2),
         rejected=stats["rejected_by_reason"],
         cpu_share_of_one_core=round((cpu_now - first["cpu"]) / max(1e-9, window), 2),
@@ -327,13 +331,18 @@ def _analyse_paced(log: _PacedLog, prior_events: Mapping[str, int]) -> dict[str,
     """
     freshness: list[float] = []
     older_lists = 0
+    reranked = 0
+    newest_seen: set[str] = set()  # last_event_ids a list already reflected
     covered: dict[str, int] = {}  # user -> how many of this run's events a list reflected
     event_to_list: list[float] = []
     for arrived_at, value in log.arrivals:  # in arrival order
         doc = orjson.loads(value)
         last_event_id = doc.get("last_event_id")
-        if last_event_id in log.produced_at:
+        if last_event_id in newest_seen:
+            reranked += 1  # the same events ranked again (after a quick list): not fresher
+        elif last_event_id in log.produced_at:
             freshness.append(arrived_at - log.produced_at[last_event_id])
+            newest_seen.add(last_event_id)
         else:
             older_lists += 1  # its newest event is from before this run
         user = doc["user_id"]
@@ -347,6 +356,7 @@ def _analyse_paced(log: _PacedLog, prior_events: Mapping[str, int]) -> dict[str,
         "lists_received": len(log.arrivals),
         "lists_about_this_run": len(freshness),
         "lists_about_earlier_events": older_lists,
+        "lists_reranked": reranked,
         "freshness_ms": percentiles(freshness),
         "events_reflected_share": round(len(event_to_list) / produced, 4) if produced else None,
         "event_to_first_list_ms": percentiles(event_to_list),
@@ -470,6 +480,8 @@ async def paced_run(
         "seconds_after_production": round(drained_at - production_end, 3),
         "worker_events_per_second": per_second(_handled(final) - _handled(before), busy_seconds),
         "worker_lists_published": final["lists_published"] - before["lists_published"],
+        "worker_lists_quick": final.get("lists_quick", 0) - before.get("lists_quick", 0),
+        "worker_lists_reranked": final.get("lists_reranked", 0) - before.get("lists_reranked", 0),
         "worker_events_per_list": round(
             len(events) / max(1, final["lists_published"] - before["lists_published"]), 2
         ),

@@ -240,6 +240,20 @@ class _PipelineCollector(Collector):
             "Recommendation lists acknowledged by the broker.",
             value=pipeline.lists_delivered,
         )
+        made = CounterMetricFamily(
+            "encore_lists_made",
+            "Lists made, by kind: quick (the last list patched for new events), full "
+            "(ranked for new events), rerank (ranked again in the background after a quick one).",
+            labels=["kind"],
+        )
+        full = pipeline.lists_published - pipeline.lists_quick - pipeline.lists_reranked
+        for kind, count in (
+            ("quick", pipeline.lists_quick),
+            ("full", full),
+            ("rerank", pipeline.lists_reranked),
+        ):
+            made.add_metric([kind], count)
+        yield made
         yield CounterMetricFamily(
             "encore_catalog_messages",
             "Catalog items applied.",

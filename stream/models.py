@@ -19,8 +19,9 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class EventType(StrEnum):
@@ -141,6 +142,9 @@ class Row:
     row_id: str
     title: str
     items: tuple[RecommendedItem, ...]
+    #: The row's JSON once encoded (:func:`stream.contracts.encoded_row`, an
+    #: ``orjson.Fragment``): quick lists carry rows over, and each is encoded once.
+    encoded: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,11 @@ class Pipeline:
         The holdout split; ``None`` = everyone personalised (experiment ``"none"``).
     history
         Per-user monthly counters for Wrapped; ``None`` = ``ListeningHistory()``.
+    rerank_after
+        Seconds after a quick list (:meth:`Engine.quick_recommend`: the user's last
+        list patched for their new events) before the user's rows may be ranked
+        again in the background (:meth:`take_reranks`), so that a burst of events
+        gets one re-rank after it, not one per event.
 
     Notes
     -----
@@ -137,6 +142,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         experiment: Experiment | None = None,
         history: ListeningHistory | None = None,
+        rerank_after: float = 5.0,
     ) -> None:
         if unknown_items not in ("accept", "reject"):
             raise ValueError(f"unknown_items must be 'accept' or 'reject', not {unknown_items!r}")
@@ -153,6 +159,7 @@ class Pipeline:
         self.clock = clock
         self.experiment = experiment
         self.history = history
+        self.rerank_after = rerank_after
         self._experiment = experiment or Experiment("none", 0.0)
         self._history = ListeningHistory() if history is None else history
         self.rules = RuleSet()
@@ -170,6 +177,8 @@ class Pipeline:
         self._recent_ids = RecentIds(dedupe_window)
         # Insertion-ordered set: users are refreshed in the order they became dirty.
         self._dirty: dict[str, None] = {}
+        # user -> when their latest list was a quick one, oldest first: due a re-rank.
+        self._quick_since: dict[str, float] = {}
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[Reason] = Counter()
         #: user_id -> deletion time (epoch seconds), oldest deletion first: their
@@ -181,6 +190,8 @@ class Pipeline:
         self.tombstones_published = 0
         self.catalog_items = 0
         self.lists_published = 0
+        self.lists_quick = 0
+        self.lists_reranked = 0
         self.lists_in_flight = 0
         self.lists_delivered = 0
         self.freshness = Freshness(clock=clock)
@@ -397,6 +408,7 @@ class Pipeline:
         """
         found = self.engine.forget_user(user_id)
         self._dirty.pop(user_id, None)
+        self._quick_since.pop(user_id, None)
         previous = self.forgotten.pop(user_id, None)  # re-inserted: newest deletion last
         self.forgotten[user_id] = at if previous is None else max(previous, at)
         self._bound_forgotten()
@@ -458,6 +470,24 @@ class Pipeline:
             del self._dirty[user_id]
         return users
 
+    def take_reranks(self, limit: int) -> list[str]:
+        """Up to ``limit`` users whose latest list was quick at least :attr:`rerank_after`
+        ago, oldest first, taken off the queue: for :meth:`recommend` with ``rerank``."""
+        due = self.clock() - self.rerank_after
+        users = []
+        for user_id, since in self._quick_since.items():
+            if since > due or len(users) >= limit:
+                break
+            users.append(user_id)
+        for user_id in users:
+            del self._quick_since[user_id]
+        return users
+
+    @property
+    def users_due_a_rerank(self) -> int:
+        """Users whose latest list was a quick one (due or not yet due a re-rank)."""
+        return len(self._quick_since)
+
     def mark_dirty(self, user_id: str) -> None:
         """Ask for a fresh list for ``user_id`` (e.g. after a failed publish)."""
         if self.wants_list(user_id):
@@ -469,9 +499,12 @@ class Pipeline:
         row = items.row(item_id)
         return None if row is None else items.catalog[row]
 
-    def recommend(self, user_id: str) -> RecommendationList | None:
+    def recommend(self, user_id: str, *, rerank: bool = False) -> RecommendationList | None:
         """The list to publish for ``user_id``: the arm's list, then editorial rules.
 
+        A personalised user with a recent full list gets a quick list (their last
+        list patched for their new events, :meth:`Engine.quick_recommend`) and joins
+        the re-rank queue (:meth:`take_reranks`); ``rerank`` asks for a full ranking.
         ``None`` if they were forgotten since being queued. Counted as published
         (lists and per-arm metrics) when called.
         """
@@ -491,7 +524,15 @@ class Pipeline:
                 last_event_at=None if user is None else user.last_event_at,
             )
         else:
-            recommendations = self.engine.recommend(user_id, now=now)
+            quick = None if rerank else self.engine.quick_recommend(user_id, now=now)
+            self._quick_since.pop(user_id, None)
+            if quick is None:
+                recommendations = self.engine.recommend(user_id, now=now)
+                self.lists_reranked += rerank
+            else:
+                recommendations = quick
+                self._quick_since[user_id] = now
+                self.lists_quick += 1
         recommendations = dataclasses.replace(
             recommendations, arm=arm, experiment=self._experiment.experiment_id
         )
@@ -640,6 +681,7 @@ class Pipeline:
             del self.user_partitions[user]
             self._user_context.pop(user, None)
             self._dirty.pop(user, None)
+            self._quick_since.pop(user, None)
             self.forgotten.pop(user, None)
             self.freshness.forget(user)
         for tp in [tp for tp in self.positions if tp[1] in partitions]:
@@ -654,6 +696,8 @@ class Pipeline:
         "rejected",
         "catalog_items",
         "lists_published",
+        "lists_quick",
+        "lists_reranked",
         "first_event_processed_at",
         "last_event_processed_at",
         "positions",
@@ -708,7 +752,8 @@ class Pipeline:
             )
         self.engine = Engine.restore(engine)
         for name in self._STATE:
-            setattr(self, name, state[name])
+            if name in state:  # counters added later start at 0 from older snapshots
+                setattr(self, name, state[name])
 
     def delivered(self, user_id: str, encoded: bytes, *, at: float) -> None:
         """The broker acknowledged ``user_id``'s list (wire bytes ``encoded``) at ``at``.
@@ -750,6 +795,9 @@ class Pipeline:
             "catalog_messages_applied": self.catalog_items,
             "catalog_ready": self.catalog_ready,
             "lists_published": self.lists_published,
+            "lists_quick": self.lists_quick,
+            "lists_reranked": self.lists_reranked,
+            "users_due_a_rerank": len(self._quick_since),
             "lists_delivered": self.lists_delivered,
             "dead_letters": sum(self.rejected.values()),
             "freshness_seconds": self.freshness.quantiles(),

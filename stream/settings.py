@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     publish_interval_ms: int = Field(
         50, ge=1, description="How often dirty users' lists are refreshed (debounce window)."
     )
+    rerank_after_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="After a quick list (the last list patched for new events), how long "
+        "before the user's rows are ranked again in the background (when no user waits).",
+    )
     max_event_bytes: int = Field(16 * 1024, ge=256)
     max_event_future_seconds: float = Field(
         300.0, ge=0, description="Events further ahead of the worker's clock are rejected."

@@ -189,6 +189,29 @@ async def test_publish_sends_one_list_per_dirty_user_however_many_events(pipelin
     assert await publish_dirty_lists() == 0, "nothing new, nothing published"
 
 
+async def test_a_new_event_gets_a_quick_list_and_a_background_rerank_later(pipeline, sent):
+    topic = recommendations_topic.get_topic_name()
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play(item="i1"))))
+    assert await publish_dirty_lists() == 1  # the first list is ranked in full
+    await learn_from_interactions(*records(plays_topic, (b"u1", _play(item="i2"))))
+    await learn_from_interactions(*records(plays_topic, (b"u2", _play(user="u2"))))
+    pipeline.rerank_after = 3600.0
+    assert await publish_dirty_lists() == 2  # u1: quick (patched), u2: full (first list)
+    stats = pipeline.stats()
+    assert (stats["lists_quick"], stats["lists_reranked"], stats["users_due_a_rerank"]) == (1, 0, 1)
+    quick = decode_recommendation_list(sent[topic][-2][1])
+    assert (quick.user_id, quick.last_event_id, quick.based_on_events) == ("u1", "u1-i2-play", 2)
+    assert await publish_dirty_lists() == 0, "a re-rank waits rerank_after"
+    pipeline.rerank_after = 0.0
+    await learn_from_interactions(*records(plays_topic, (b"u3", _play(user="u3"))))
+    assert await publish_dirty_lists() == 2  # u3 (waiting) first, then u1's re-rank
+    assert [key for key, _ in sent[topic][-2:]] == [b"u3", b"u1"]
+    rerank = decode_recommendation_list(sent[topic][-1][1])
+    assert rerank.last_event_id == "u1-i2-play" and rerank.list_id != quick.list_id
+    assert pipeline.stats()["lists_reranked"] == 1
+    assert await publish_dirty_lists() == 0, "re-ranked once, not again"
+
+
 async def test_a_failed_delivery_leaves_the_user_waiting_for_the_next_tick(
     pipeline, sent, monkeypatch
 ):

@@ -115,6 +115,16 @@ class EngineConfig:
     carry_rows_users
         Users whose rows are kept for carrying over (least recently listed
         dropped first): a bounded cache, not state.
+    quick_list_seconds
+        For this many seconds after a full list ranked a user's rows,
+        :meth:`~stream.engine.Engine.quick_recommend` may patch them for the
+        user's next events instead of ranking again; 0 turns quick lists off.
+    quick_list_users
+        Users whose latest rows are kept for quick lists (least recently listed
+        dropped first): a bounded cache, not state.
+    quick_reserve
+        Candidates kept below each row (Top picks, Because you played, New
+        releases, Trending) to refill it from in a quick list.
     """
 
     seed: int = 0
@@ -174,6 +184,9 @@ class EngineConfig:
     trending_refresh: float = 300.0
     carry_rows_seconds: float = 60.0
     carry_rows_users: int = 10_000
+    quick_list_seconds: float = 300.0
+    quick_list_users: int = 5_000
+    quick_reserve: int = 5
 
     def replace(self, **changes: Any) -> EngineConfig:
         """A copy with some fields changed (configs are frozen)."""

@@ -121,8 +121,78 @@ class _CarriedRows(NamedTuple):
     """A user's slow rows as last made: when, and each row with its item rows."""
 
     made_at: float
-    discover: tuple[tuple[int, ...], Row]
-    new_releases: tuple[tuple[int, ...], Row]
+    #: (item rows, the row, its reserve: see _RowBuilder.row)
+    discover: tuple[tuple[int, ...], Row, tuple[Entry, ...]]
+    new_releases: tuple[tuple[int, ...], Row, tuple[Entry, ...]]
+
+
+class _Basis(NamedTuple):
+    """A user's rows as last published, and what each can be refilled from.
+
+    What :meth:`Engine.quick_recommend` patches: ``rows`` with their items' rows
+    (``item_rows``) and, per row, the acceptable candidates that ranked just below
+    it (``reserves``, reasons written). ``ranked_at`` is when :meth:`Engine.recommend`
+    last ranked them; ``n_recent`` counts the user's events the rows account for.
+    """
+
+    ranked_at: float
+    n_recent: int
+    #: ``ItemIndex.rule_changes`` when the rows were checked against the rules
+    rule_changes: int
+    rows: tuple[Row, ...]
+    item_rows: tuple[tuple[int, ...], ...]
+    reserves: tuple[tuple[Entry, ...], ...]
+
+    @classmethod
+    def of(
+        cls, ranked_at: float, user: UserState, rows: tuple[Row, ...], builder: _RowBuilder
+    ) -> _Basis:
+        """The basis of ``rows``, just made by ``builder``."""
+        return cls(
+            ranked_at,
+            user.n_recent,
+            builder.items.rule_changes,
+            rows,
+            tuple(builder.rows_of(row) for row in rows),
+            tuple(builder.reserves.get(row.row_id, ()) for row in rows),
+        )
+
+    def carry(self, index: int, builder: _RowBuilder) -> Row:
+        """Row ``index`` as it was if every item still qualifies, else refilled from its reserve."""
+        row, item_rows = self.rows[index], self.item_rows[index]
+        if self.rule_changes == builder.items.rule_changes:
+            # Its items still obey the catalog's rules: only new exclusions and the rows
+            # above can have claimed one (two set tests instead of a test per item).
+            if builder.excluded.isdisjoint(item_rows) and builder.taken.isdisjoint(item_rows):
+                builder.taken.update(item_rows)
+                return row
+        elif builder.take_all(item_rows):
+            return row
+        reserve = self.reserves[index]
+        items = row.items
+        kept = [(at, item.score, item.reason) for at, item in zip(item_rows, items, strict=True)]
+        return builder.row(row.row_id, row.title, [*kept, *reserve], reserve=len(reserve))
+
+    def moved_on(self, user: UserState, rows: tuple[Row, ...], builder: _RowBuilder) -> _Basis:
+        """The basis after a quick list made ``rows`` from it (same ranking time)."""
+        before = {id(row): index for index, row in enumerate(self.rows)}
+        item_rows, reserves = [], []
+        for row in rows:
+            index = before.get(id(row))
+            if index is None:  # refilled or new
+                item_rows.append(builder.rows_of(row))
+                reserves.append(builder.reserves.get(row.row_id, ()))
+            else:
+                item_rows.append(self.item_rows[index])
+                reserves.append(self.reserves[index])
+        return _Basis(
+            self.ranked_at,
+            user.n_recent,
+            builder.items.rule_changes,
+            rows,
+            tuple(item_rows),
+            tuple(reserves),
+        )
 
 
 class _Scored(NamedTuple):
@@ -215,6 +285,8 @@ class Engine:
         self._ranking = RankingCache()
         # user_id -> their latest slow rows, for carrying over (see _slow_rows); a cache.
         self._carried: OrderedDict[str, _CarriedRows] = OrderedDict()
+        # user_id -> the rows of their latest list, for quick lists (see quick_recommend).
+        self._bases: OrderedDict[str, _Basis] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Engine({self.config!r})"
@@ -441,6 +513,7 @@ class Engine:
         found = self.users.pop(user_id, None) is not None
         found = self.factors.forget_user(user_id) or found
         self._carried.pop(user_id, None)
+        self._bases.pop(user_id, None)
         self._state_version += 1
         return found
 
@@ -683,6 +756,7 @@ class Engine:
                             order, scored.rows[order], scored.score[order]
                         )
                     ),
+                    reserve=c.quick_reserve,
                 )
             )
             rows.extend(self._because_rows(user, builder, now))
@@ -698,16 +772,88 @@ class Engine:
             )
         rows.extend(self._slow_rows(user_id, user, builder, now, mf_all, mf_top))
         rows.append(self._trending_row(builder, now))
+        made = tuple(row for row in rows if row.items)
+        if user is not None and user.n_seen and c.quick_list_seconds > 0:
+            self._keep_basis(user_id, _Basis.of(now, user, made, builder))
+        return self._list(user_id, user, made, now)
+
+    def _list(
+        self, user_id: str, user: UserState | None, rows: tuple[Row, ...], now: float
+    ) -> RecommendationList:
         self.n_lists += 1
         return RecommendationList(
             user_id=user_id,
             list_id=f"{user_id}:{int(now * 1000)}:{self.n_lists}",
             generated_at=now,
-            rows=tuple(row for row in rows if row.items),
+            rows=rows,
             based_on_events=0 if user is None else user.n_events,
             last_event_id=None if user is None else user.last_event_id,
             last_event_at=None if user is None else user.last_event_at,
         )
+
+    def _keep_basis(self, user_id: str, basis: _Basis) -> None:
+        bases = self._bases
+        bases[user_id] = basis
+        bases.move_to_end(user_id)
+        while len(bases) > self.config.quick_list_users:
+            bases.popitem(last=False)
+
+    def quick_recommend(self, user_id: str, *, now: float) -> RecommendationList | None:
+        """The user's last list brought up to date with what they did since, cheaply.
+
+        A full :meth:`recommend` ranks the catalog (~1 ms); this patches the rows it
+        made (its *basis*) in a few tens of µs, so a list can follow every event:
+
+        - every item played or skipped since is gone from every row, and the row is
+          refilled from the candidates that ranked just below it (its reserve);
+        - each strong play since gets its "Because you played" row, from the item's
+          current co-occurrence neighbours, ahead of the older ones;
+        - everything else (the Top picks order, Discover, New releases, Trending)
+          stays as ranked, and all of :meth:`recommend`'s rules hold: no item twice,
+          at most ``max_per_artist`` per artist and row, no withdrawn item.
+
+        Returns ``None`` (make a full list instead) when the user has no basis made
+        within ``quick_list_seconds``. A quick list neither ranks again nor makes a
+        new Discover row (so records no exploration arms): callers re-rank in the
+        background (the worker's publisher does, whenever no user waits for a list).
+        Not a pure query: the patched rows become the basis of the next quick list.
+        """
+        c = self.config
+        basis = self._bases.get(user_id)
+        user = self.users.get(user_id)
+        if basis is None or user is None or not 0 <= now - basis.ranked_at < c.quick_list_seconds:
+            return None
+        builder = _RowBuilder(self.items, c.row_size, c.max_per_artist)
+        builder.excluded.update(user.seen)
+        builder.excluded.update(self._recently_skipped(user, now))
+        made = []
+        first = int(bool(basis.rows) and basis.rows[0].row_id == TOP_PICKS)
+        if first:
+            made.append(basis.carry(0, builder))
+        # Strong plays since the basis, newest first: their rows go before the older ones.
+        new_seeds: list[int] = []
+        fresh = min(user.n_recent - basis.n_recent, len(user.recent_rows))
+        for row, weight, _ in itertools.islice(user.newest_first(), fresh):
+            if weight >= c.strong_play_weight and row not in new_seeds:
+                new_seeds.append(row)
+        because = 0
+        for seed in new_seeds:
+            if because < c.because_rows:
+                made.append(self._because_row(seed, builder, now))
+                because += bool(made[-1].items)
+        for index in range(first, len(basis.rows)):
+            row_id = basis.rows[index].row_id
+            if row_id.startswith(BECAUSE_PREFIX):
+                seed = self.items.rows.get(row_id[len(BECAUSE_PREFIX) :])
+                if because >= c.because_rows or seed in new_seeds:
+                    continue
+                made.append(basis.carry(index, builder))
+                because += bool(made[-1].items)
+            else:
+                made.append(basis.carry(index, builder))
+        rows = tuple(row for row in made if row.items)
+        self._keep_basis(user_id, basis.moved_on(user, rows, builder))
+        return self._list(user_id, user, rows, now)
 
     def _slow_rows(
         self,
@@ -742,15 +888,18 @@ class Engine:
         if discover is None:
             releases = self._release_table(user, now)
             made = self._discover_row(user, builder, now, mf_all, mf_top, releases)
-            discover = (builder.rows_of(made), made)
+            discover = (builder.rows_of(made), made, ())
             releases_row = None  # made with the old Discover row's items excluded
-        if releases_row is not None and not builder.take_all(releases_row[0]):
-            releases_row = None
+        if releases_row is not None:
+            if builder.take_all(releases_row[0]):
+                builder.reserves[NEW_RELEASES] = releases_row[2]
+            else:
+                releases_row = None
         if releases_row is None:
             if releases is None:
                 releases = self._release_table(user, now)
             made = self._new_releases_row(user, builder, now, releases)
-            releases_row = (builder.rows_of(made), made)
+            releases_row = (builder.rows_of(made), made, builder.reserves.get(NEW_RELEASES, ()))
         if carries:
             if carried is None or carried.discover is not discover:
                 carried = _CarriedRows(now, discover, releases_row)
@@ -817,22 +966,25 @@ class Engine:
                 break
             if weight < c.strong_play_weight:
                 continue
-            neighbours, scores = self._neighbours(seed, c.max_neighbours, now)
-            if not len(neighbours):
-                continue
-            label = self.items.label(seed)
-            reason = f"Often played with {label}"
-            row = builder.row(
-                f"{BECAUSE_PREFIX}{self.items.ids[seed]}",
-                f"Because you played {label}",
-                (
-                    (other, score, reason)
-                    for other, score in zip(neighbours.tolist(), scores.tolist(), strict=True)
-                ),
-            )
+            row = self._because_row(seed, builder, now)
             if row.items:
                 rows.append(row)
         return rows
+
+    def _because_row(self, seed: int, builder: _RowBuilder, now: float) -> Row:
+        """ "Because you played" ``seed``: its co-occurrence neighbours (empty if none)."""
+        neighbours, scores = self._neighbours(seed, self.config.max_neighbours, now)
+        label = self.items.label(seed)
+        reason = f"Often played with {label}"
+        return builder.row(
+            f"{BECAUSE_PREFIX}{self.items.ids[seed]}",
+            f"Because you played {label}",
+            (
+                (other, score, reason)
+                for other, score in zip(neighbours.tolist(), scores.tolist(), strict=True)
+            ),
+            reserve=self.config.quick_reserve,
+        )
 
     def _neighbours(self, row: int, k: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """``Cooccurrence.neighbours`` as two arrays, in one compiled call."""
@@ -1067,7 +1219,9 @@ class Engine:
             return Row(NEW_RELEASES, "New releases for you", ())
         personal = user is not None and bool(user.artist_keys)
         entries = self._release_entries(user, releases, now, personal_only=personal)
-        return builder.row(NEW_RELEASES, "New releases for you", entries)
+        return builder.row(
+            NEW_RELEASES, "New releases for you", entries, reserve=self.config.quick_reserve
+        )
 
     def _trending_row(self, builder: _RowBuilder, now: float) -> Row:
         # Recent play counts (Popularity.recent_play_count) of the whole chart at once.
@@ -1077,9 +1231,9 @@ class Engine:
 
         def entries() -> Iterator[Entry]:
             for row, count in _in_chunks(rows, plays):
-                yield row, count, f"Trending: {round(count)} plays today"
+                yield row, count, _trending_reason(round(count))
 
-        return builder.row(TRENDING, "Trending now", entries())
+        return builder.row(TRENDING, "Trending now", entries(), reserve=self.config.quick_reserve)
 
     # ================================================================== item replicas
     def take_item_updates(self) -> ItemUpdates | None:
@@ -1146,7 +1300,7 @@ class Engine:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        del state["_carried"]  # a cache
+        del state["_carried"], state["_bases"]  # caches
         if self.item_sync is not None:
             # Item-update bases equal the values except where not yet taken: only that is kept.
             state["item_sync"] = self.item_sync.packed(self)
@@ -1159,6 +1313,7 @@ class Engine:
         state["_release_times"] = None
         state.setdefault("_ranking", RankingCache())
         state["_carried"] = OrderedDict()
+        state["_bases"] = OrderedDict()
         state.setdefault("_state_version", 0)  # snapshots from before the memo key
         settle = "item_sync" not in state  # snapshots from before item updates
         self.__dict__.update(state)
@@ -1190,6 +1345,7 @@ class Engine:
         self._state_version += 1
         self._features_for = None
         self._carried.clear()
+        self._bases.clear()
         return transplant.import_users(self, exported)
 
     def drop_users(self, user_ids: Iterable[str]) -> int:
@@ -1202,7 +1358,15 @@ class Engine:
         self._state_version += 1
         self._features_for = None
         self._carried.clear()
+        self._bases.clear()
         return transplant.drop_users(self, user_ids)
+
+
+@functools.lru_cache(maxsize=4_096)
+def _trending_reason(plays: int) -> str:
+    """One shared string per count: every user's Trending row says the same things, and
+    quick-list bases keep many of them."""
+    return f"Trending: {plays} plays today"
 
 
 def _in_chunks(*columns: np.ndarray, size: int = 32) -> Iterator[tuple]:
@@ -1280,6 +1444,8 @@ class _RowBuilder:
         self.max_per_artist = max_per_artist
         self.excluded: set[int] = set()
         self.taken: set[int] = set()
+        #: row_id -> the entries kept after a row was filled (see :meth:`row`).
+        self.reserves: dict[str, tuple[Entry, ...]] = {}
 
     def accepts(self, row: int, per_artist: dict[int, int]) -> bool:
         """Whether ``row`` may go in the row being built (``per_artist``: its artist counts)."""
@@ -1312,17 +1478,33 @@ class _RowBuilder:
         if artist >= 0:
             per_artist[artist] = per_artist.get(artist, 0) + 1
 
-    def row(self, row_id: str, title: str, entries: Iterable[Entry]) -> Row:
-        """A row of the first acceptable ``entries``; a callable reason is called when taken."""
+    def row(self, row_id: str, title: str, entries: Iterable[Entry], reserve: int = 0) -> Row:
+        """A row of the first acceptable ``entries``; a callable reason is called when taken.
+
+        With ``reserve``, up to that many further entries not excluded, not taken and
+        active are kept (reasons written) in :attr:`reserves` under ``row_id``: what a
+        quick list refills the row from once some of its items are played.
+        """
         chosen: list[RecommendedItem] = []
         per_artist: dict[int, int] = {}
+        spare: list[Entry] = []
         for row, score, reason in entries:
-            if len(chosen) >= self.size:
-                break
-            if not self.accepts(row, per_artist):
+            if len(chosen) < self.size:
+                if not self.accepts(row, per_artist):
+                    continue
+                self.take(row, per_artist)
+            elif len(spare) < reserve:
+                if row in self.taken or row in self.excluded or not self.items.active[row]:
+                    continue
+                if not isinstance(reason, str):
+                    reason = reason()
+                spare.append((row, round(float(score), 6), reason))
                 continue
-            self.take(row, per_artist)
+            else:
+                break
             if not isinstance(reason, str):
                 reason = reason()
             chosen.append(RecommendedItem(self.items.ids[row], round(float(score), 6), reason))
+        if reserve:
+            self.reserves[row_id] = tuple(spare)
         return Row(row_id, title, tuple(chosen))

@@ -214,6 +214,9 @@ class ItemIndex:
     't2'
     """
 
+    #: (a class default for indexes pickled before it was counted)
+    rule_changes = 0
+
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.rows: dict[str, int] = {}
@@ -231,6 +234,9 @@ class ItemIndex:
         self.genres: list[str] = []
         self.genre_rows: dict[str, int] = {}
         self.n_catalog = 0
+        #: Withdrawals and artist changes so far: what can make a row made before
+        #: break the rules (a withdrawn item, too many of one artist).
+        self.rule_changes = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -313,6 +319,7 @@ class ItemIndex:
         if previous_artist != artist:
             if previous_artist >= 0:
                 self.artist_items[previous_artist].remove(row)
+                self.rule_changes += 1
             self.artist_items[artist].append(row)
         self.artist_of[row] = artist
         self.genres_of[row] = -1
@@ -328,6 +335,7 @@ class ItemIndex:
             return False
         self.active[row] = False
         self.penalty[row] = -np.inf
+        self.rule_changes += 1
         return True
 
     def label(self, row: int) -> str:
