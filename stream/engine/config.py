@@ -123,8 +123,9 @@ class EngineConfig:
         Users whose latest rows are kept for quick lists (least recently listed
         dropped first): a bounded cache, not state.
     quick_reserve
-        Candidates kept below each row (Top picks, Because you played, New
-        releases, Trending) to refill it from in a quick list.
+        Top picks candidates kept below the row to refill it from in a quick
+        list (Because you played and Trending rows are made again when an item
+        of theirs goes; Discover and New releases wait for the next ranking).
     """
 
     seed: int = 0

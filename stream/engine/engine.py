@@ -121,9 +121,8 @@ class _CarriedRows(NamedTuple):
     """A user's slow rows as last made: when, and each row with its item rows."""
 
     made_at: float
-    #: (item rows, the row, its reserve: see _RowBuilder.row)
-    discover: tuple[tuple[int, ...], Row, tuple[Entry, ...]]
-    new_releases: tuple[tuple[int, ...], Row, tuple[Entry, ...]]
+    discover: tuple[tuple[int, ...], Row]
+    new_releases: tuple[tuple[int, ...], Row]
 
 
 class _Basis(NamedTuple):
@@ -157,8 +156,8 @@ class _Basis(NamedTuple):
             tuple(builder.reserves.get(row.row_id, ()) for row in rows),
         )
 
-    def carry(self, index: int, builder: _RowBuilder) -> Row:
-        """Row ``index`` as it was if every item still qualifies, else refilled from its reserve."""
+    def carried(self, index: int, builder: _RowBuilder) -> Row | None:
+        """Row ``index`` as it was if every item still qualifies (taken), else ``None``."""
         row, item_rows = self.rows[index], self.item_rows[index]
         if self.rule_changes == builder.items.rule_changes:
             # Its items still obey the catalog's rules: only new exclusions and the rows
@@ -168,6 +167,11 @@ class _Basis(NamedTuple):
                 return row
         elif builder.take_all(item_rows):
             return row
+        return None
+
+    def refilled(self, index: int, builder: _RowBuilder) -> Row:
+        """Row ``index`` with the items that still qualify, then the best of its reserve."""
+        row, item_rows = self.rows[index], self.item_rows[index]
         reserve = self.reserves[index]
         items = row.items
         kept = [(at, item.score, item.reason) for at, item in zip(item_rows, items, strict=True)]
@@ -791,6 +795,23 @@ class Engine:
             last_event_at=None if user is None else user.last_event_at,
         )
 
+    def _quick_row(self, basis: _Basis, index: int, builder: _RowBuilder, now: float) -> Row:
+        """Row ``index`` of ``basis`` for a quick list: as it was while every item still
+        qualifies; else made again where that is cheap (a Because row from its item's
+        neighbours, Trending from the chart), else refilled from its reserve (Top
+        picks) or left a little shorter until the next ranking (Discover, New releases)."""
+        row = basis.carried(index, builder)
+        if row is not None:
+            return row
+        row_id = basis.rows[index].row_id
+        if row_id.startswith(BECAUSE_PREFIX):
+            seed = self.items.rows.get(row_id[len(BECAUSE_PREFIX) :])
+            if seed is not None:
+                return self._because_row(seed, builder, now)
+        elif row_id == TRENDING:
+            return self._trending_row(builder, now)
+        return basis.refilled(index, builder)
+
     def _keep_basis(self, user_id: str, basis: _Basis) -> None:
         bases = self._bases
         bases[user_id] = basis
@@ -804,8 +825,10 @@ class Engine:
         A full :meth:`recommend` ranks the catalog (~1 ms); this patches the rows it
         made (its *basis*) in a few tens of µs, so a list can follow every event:
 
-        - every item played or skipped since is gone from every row, and the row is
-          refilled from the candidates that ranked just below it (its reserve);
+        - every item played or skipped since is gone from every row; Top picks is
+          refilled from the candidates that ranked just below it, a Because row or
+          Trending is made again (cheap), Discover and New releases stay one short
+          until the next ranking;
         - each strong play since gets its "Because you played" row, from the item's
           current co-occurrence neighbours, ahead of the older ones;
         - everything else (the Top picks order, Discover, New releases, Trending)
@@ -829,7 +852,7 @@ class Engine:
         made = []
         first = int(bool(basis.rows) and basis.rows[0].row_id == TOP_PICKS)
         if first:
-            made.append(basis.carry(0, builder))
+            made.append(self._quick_row(basis, 0, builder, now))
         # Strong plays since the basis, newest first: their rows go before the older ones.
         new_seeds: list[int] = []
         fresh = min(user.n_recent - basis.n_recent, len(user.recent_rows))
@@ -847,10 +870,10 @@ class Engine:
                 seed = self.items.rows.get(row_id[len(BECAUSE_PREFIX) :])
                 if because >= c.because_rows or seed in new_seeds:
                     continue
-                made.append(basis.carry(index, builder))
+                made.append(self._quick_row(basis, index, builder, now))
                 because += bool(made[-1].items)
             else:
-                made.append(basis.carry(index, builder))
+                made.append(self._quick_row(basis, index, builder, now))
         rows = tuple(row for row in made if row.items)
         self._keep_basis(user_id, basis.moved_on(user, rows, builder))
         return self._list(user_id, user, rows, now)
@@ -888,18 +911,15 @@ class Engine:
         if discover is None:
             releases = self._release_table(user, now)
             made = self._discover_row(user, builder, now, mf_all, mf_top, releases)
-            discover = (builder.rows_of(made), made, ())
+            discover = (builder.rows_of(made), made)
             releases_row = None  # made with the old Discover row's items excluded
-        if releases_row is not None:
-            if builder.take_all(releases_row[0]):
-                builder.reserves[NEW_RELEASES] = releases_row[2]
-            else:
-                releases_row = None
+        if releases_row is not None and not builder.take_all(releases_row[0]):
+            releases_row = None
         if releases_row is None:
             if releases is None:
                 releases = self._release_table(user, now)
             made = self._new_releases_row(user, builder, now, releases)
-            releases_row = (builder.rows_of(made), made, builder.reserves.get(NEW_RELEASES, ()))
+            releases_row = (builder.rows_of(made), made)
         if carries:
             if carried is None or carried.discover is not discover:
                 carried = _CarriedRows(now, discover, releases_row)
@@ -983,7 +1003,6 @@ class Engine:
                 (other, score, reason)
                 for other, score in zip(neighbours.tolist(), scores.tolist(), strict=True)
             ),
-            reserve=self.config.quick_reserve,
         )
 
     def _neighbours(self, row: int, k: int, now: float) -> tuple[np.ndarray, np.ndarray]:
@@ -1219,9 +1238,7 @@ class Engine:
             return Row(NEW_RELEASES, "New releases for you", ())
         personal = user is not None and bool(user.artist_keys)
         entries = self._release_entries(user, releases, now, personal_only=personal)
-        return builder.row(
-            NEW_RELEASES, "New releases for you", entries, reserve=self.config.quick_reserve
-        )
+        return builder.row(NEW_RELEASES, "New releases for you", entries)
 
     def _trending_row(self, builder: _RowBuilder, now: float) -> Row:
         # Recent play counts (Popularity.recent_play_count) of the whole chart at once.
@@ -1233,7 +1250,7 @@ class Engine:
             for row, count in _in_chunks(rows, plays):
                 yield row, count, _trending_reason(round(count))
 
-        return builder.row(TRENDING, "Trending now", entries(), reserve=self.config.quick_reserve)
+        return builder.row(TRENDING, "Trending now", entries())
 
     # ================================================================== item replicas
     def take_item_updates(self) -> ItemUpdates | None:
@@ -1444,8 +1461,10 @@ class _RowBuilder:
         self.max_per_artist = max_per_artist
         self.excluded: set[int] = set()
         self.taken: set[int] = set()
-        #: row_id -> the entries kept after a row was filled (see :meth:`row`).
+        #: row_id -> the entries kept after a row was filled, and the rows of the items
+        #: it took (see :meth:`row`).
         self.reserves: dict[str, tuple[Entry, ...]] = {}
+        self.item_rows: dict[str, tuple[int, ...]] = {}
 
     def accepts(self, row: int, per_artist: dict[int, int]) -> bool:
         """Whether ``row`` may go in the row being built (``per_artist``: its artist counts)."""
@@ -1469,6 +1488,9 @@ class _RowBuilder:
 
     def rows_of(self, made: Row) -> tuple[int, ...]:
         """The item rows of a row this builder made."""
+        known = self.item_rows.get(made.row_id)
+        if known is not None and len(known) == len(made.items):
+            return known
         rows = self.items.rows
         return tuple(rows[item.item_id] for item in made.items)
 
@@ -1482,23 +1504,24 @@ class _RowBuilder:
         """A row of the first acceptable ``entries``; a callable reason is called when taken.
 
         With ``reserve``, up to that many further entries not excluded, not taken and
-        active are kept (reasons written) in :attr:`reserves` under ``row_id``: what a
-        quick list refills the row from once some of its items are played.
+        active are kept in :attr:`reserves` under ``row_id``: what a quick list refills
+        the row from once some of its items are played. The rows of the items taken
+        are kept in :attr:`item_rows` under ``row_id``.
         """
         chosen: list[RecommendedItem] = []
         per_artist: dict[int, int] = {}
         spare: list[Entry] = []
+        taken: list[int] = []
         for row, score, reason in entries:
             if len(chosen) < self.size:
                 if not self.accepts(row, per_artist):
                     continue
                 self.take(row, per_artist)
+                taken.append(row)
             elif len(spare) < reserve:
                 if row in self.taken or row in self.excluded or not self.items.active[row]:
                     continue
-                if not isinstance(reason, str):
-                    reason = reason()
-                spare.append((row, round(float(score), 6), reason))
+                spare.append((row, score, reason))  # its reason is written if it is taken
                 continue
             else:
                 break
@@ -1507,4 +1530,5 @@ class _RowBuilder:
             chosen.append(RecommendedItem(self.items.ids[row], round(float(score), 6), reason))
         if reserve:
             self.reserves[row_id] = tuple(spare)
+        self.item_rows[row_id] = tuple(taken)
         return Row(row_id, title, tuple(chosen))
