@@ -1521,7 +1521,8 @@ class _RowBuilder:
             elif len(spare) < reserve:
                 if row in self.taken or row in self.excluded or not self.items.active[row]:
                     continue
-                spare.append((row, score, reason))  # its reason is written if it is taken
+                # Written now: a deferred reason holds the ranking's arrays (~14 KB a user).
+                spare.append((row, score, reason if isinstance(reason, str) else reason()))
                 continue
             else:
                 break
