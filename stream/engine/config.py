@@ -121,7 +121,7 @@ class EngineConfig:
         user's next events instead of ranking again; 0 turns quick lists off.
     quick_list_users
         Users whose latest rows are kept for quick lists (least recently listed
-        dropped first): a bounded cache, not state.
+        dropped first): a bounded cache, not state, of ~18 KB per user.
     quick_reserve
         Top picks candidates kept below the row to refill it from in a quick
         list (Because you played and Trending rows are made again when an item
