@@ -390,7 +390,8 @@ def decode_catalog_item(
 # --------------------------------------------------------------------------- lists
 
 
-def _list_header(rec: RecommendationList) -> dict[str, Any]:
+def _list_document(rec: RecommendationList, rows: list[Any]) -> dict[str, Any]:
+    """A list's wire document around ``rows`` (each row's wire form, as dicts or encoded)."""
     doc: dict[str, Any] = {
         "user_id": rec.user_id,
         "list_id": rec.list_id,
@@ -400,16 +401,15 @@ def _list_header(rec: RecommendationList) -> dict[str, Any]:
         "based_on_events": rec.based_on_events,
         "last_event_id": rec.last_event_id,
         "last_event_at": None if rec.last_event_at is None else format_time(rec.last_event_at),
+        "rows": rows,
     }
+    if rec.experiment is not None:
+        doc["experiment"] = rec.experiment
     return doc
 
 
 def recommendation_list_to_wire(rec: RecommendationList) -> dict[str, Any]:
-    doc = _list_header(rec)
-    doc["rows"] = [row_to_wire(row) for row in rec.rows]
-    if rec.experiment is not None:
-        doc["experiment"] = rec.experiment
-    return doc
+    return _list_document(rec, [row_to_wire(row) for row in rec.rows])
 
 
 def row_to_wire(row: Row) -> dict[str, Any]:
@@ -450,11 +450,7 @@ def encode_recommendation_list(rec: RecommendationList) -> bytes:
     >>> encode_recommendation_list(rec) == orjson.dumps(recommendation_list_to_wire(rec))
     True
     """
-    doc = _list_header(rec)
-    doc["rows"] = [encoded_row(row) for row in rec.rows]
-    if rec.experiment is not None:
-        doc["experiment"] = rec.experiment
-    return orjson.dumps(doc)
+    return orjson.dumps(_list_document(rec, [encoded_row(row) for row in rec.rows]))
 
 
 def recommendation_list_from_wire(doc: dict[str, Any]) -> RecommendationList:
