@@ -483,11 +483,6 @@ class Pipeline:
             del self._quick_since[user_id]
         return users
 
-    @property
-    def users_due_a_rerank(self) -> int:
-        """Users whose latest list was a quick one (due or not yet due a re-rank)."""
-        return len(self._quick_since)
-
     def mark_dirty(self, user_id: str) -> None:
         """Ask for a fresh list for ``user_id`` (e.g. after a failed publish)."""
         if self.wants_list(user_id):
