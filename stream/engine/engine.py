@@ -805,7 +805,7 @@ class Engine:
             return row
         row_id = basis.rows[index].row_id
         if row_id.startswith(BECAUSE_PREFIX):
-            seed = self.items.rows.get(row_id[len(BECAUSE_PREFIX) :])
+            seed = self._because_seed(row_id)
             if seed is not None:
                 return self._because_row(seed, builder, now)
         elif row_id == TRENDING:
@@ -867,8 +867,7 @@ class Engine:
         for index in range(first, len(basis.rows)):
             row_id = basis.rows[index].row_id
             if row_id.startswith(BECAUSE_PREFIX):
-                seed = self.items.rows.get(row_id[len(BECAUSE_PREFIX) :])
-                if because >= c.because_rows or seed in new_seeds:
+                if because >= c.because_rows or self._because_seed(row_id) in new_seeds:
                     continue
                 made.append(self._quick_row(basis, index, builder, now))
                 because += bool(made[-1].items)
@@ -1004,6 +1003,10 @@ class Engine:
                 for other, score in zip(neighbours.tolist(), scores.tolist(), strict=True)
             ),
         )
+
+    def _because_seed(self, row_id: str) -> int | None:
+        """The item row a "Because you played" row is about (``None``: no longer known)."""
+        return self.items.rows.get(row_id.removeprefix(BECAUSE_PREFIX))
 
     def _neighbours(self, row: int, k: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """``Cooccurrence.neighbours`` as two arrays, in one compiled call."""
