@@ -6,10 +6,11 @@ from collections import Counter
 
 import pytest
 
-from stream.engine import Engine, EngineConfig
+from stream.engine import Engine
 from stream.engine.engine import BECAUSE_PREFIX, DISCOVER, TOP_PICKS, TRENDING
 from stream.models import EventType, Interaction, RecommendationList, Row
 from stream.simulator import World, WorldConfig
+from tests.test_engine import trained
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +27,7 @@ def listed(
     world: World, events: list[Interaction], **config: object
 ) -> tuple[Engine, str, float, RecommendationList]:
     """A trained engine, its busiest user, a time after the events, and that user's full list."""
-    engine = Engine(EngineConfig(seed=0).replace(**config))
-    for item in world.catalog:
-        engine.upsert_item(item)
-    for event in events:
-        engine.learn(event)
+    engine = trained(world, events, **config)
     user = Counter(e.user_id for e in events).most_common(1)[0][0]
     now = events[-1].timestamp + 60.0
     return engine, user, now, engine.recommend(user, now=now)
