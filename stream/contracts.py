@@ -423,6 +423,18 @@ def row_to_wire(row: Row) -> dict[str, Any]:
     }
 
 
+def exact_size(encoded: bytes) -> bytes:
+    """A copy of ``encoded`` in a buffer of its own size, for bytes kept for long.
+
+    orjson returns its output in the buffer it grew while writing (the next power
+    of two, at least 4 KiB): a 4.5 KB list kept as is holds 8 KiB.
+
+    >>> exact_size(b'{"a":1}')
+    b'{"a":1}'
+    """
+    return memoryview(encoded).tobytes()
+
+
 def encoded_row(row: Row) -> orjson.Fragment:
     """A row's JSON, encoded on first use and kept on the row.
 
@@ -437,8 +449,7 @@ def encoded_row(row: Row) -> orjson.Fragment:
     """
     encoded = row.encoded
     if encoded is None:
-        # A copy of exactly the JSON's size: orjson's own bytes keep its 4 KiB buffer.
-        encoded = orjson.Fragment(memoryview(orjson.dumps(row_to_wire(row))).tobytes())
+        encoded = orjson.Fragment(exact_size(orjson.dumps(row_to_wire(row))))
         object.__setattr__(row, "encoded", encoded)  # a cache on a frozen dataclass
     return encoded
 

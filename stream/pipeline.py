@@ -49,6 +49,7 @@ from stream.contracts import (
     decode_deletion_request,
     decode_interaction,
     decode_wrapped_request,
+    exact_size,
     format_time,
 )
 from stream.curation import CurationContext, Rule, RuleSet, decode_rule
@@ -759,7 +760,7 @@ class Pipeline:
         self.lists_delivered += 1
         self.freshness.delivered(user_id, at=at)
         latest = self._latest_lists
-        latest[user_id] = encoded
+        latest[user_id] = exact_size(encoded)  # kept until evicted: no spare buffer
         latest.move_to_end(user_id)
         while len(latest) > self.served_lists:
             latest.popitem(last=False)

@@ -135,6 +135,25 @@ def test_current_list_is_the_published_one_then_computed_once_evicted(pipeline: 
     assert pipeline.stats()["recently_published_users"] == ["u3", "u2", "u1"]
 
 
+def test_kept_lists_cost_their_size_not_orjsons_buffer() -> None:
+    import tracemalloc
+
+    pipeline = Pipeline(Engine(EngineConfig(seed=0)), clock=lambda: NOW, served_lists=300)
+    document = {"user_id": "u", "rows": [{"items": ["x" * 60] * 60}]}  # ~4 KB of JSON
+    size = len(orjson.dumps(document))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(300):
+            pipeline.delivered(f"u{n}", orjson.dumps(document), at=NOW)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert pipeline.latest_list("u7") == orjson.dumps(document)
+    # orjson's own bytes would hold 8 KiB each (its buffer); the dict itself is small.
+    assert kept / 300 < 1.25 * size, (kept / 300, size)
+
+
 def test_owner_check_uses_the_producers_partitioner() -> None:
     from aiokafka.partitioner import DefaultPartitioner
 
