@@ -172,7 +172,9 @@ class _Latents(_ByUser):
 
     def __setitem__(self, user_id: str, vector: np.ndarray) -> None:
         params = self._params
-        row = params.row_of(user_id)  # first: a new user may move the matrix
+        row = params.rows.get(user_id)
+        if row is None:
+            row = params.row_of(user_id)  # first: a new user may move the matrix
         params.matrix[row] = vector
 
 
@@ -183,10 +185,13 @@ class _Biases(_ByUser):
     __slots__ = ()
     _attribute, _removed_at = "biases", 1
 
+    # River reads and writes biases several times per learn_one: known users take no call.
     def __getitem__(self, user_id: str) -> float:
         params = self._params
-        row = params.row_of(user_id)  # first: a new user may move the arrays
-        return float(params.bias_values[row])
+        row = params.rows.get(user_id)
+        if row is None:
+            row = params.row_of(user_id)  # first: a new user may move the arrays
+        return params.bias_values.item(row)
 
     def get(self, user_id: str, default: Any = None) -> Any:  # type: ignore[override]
         params = self._params
@@ -195,5 +200,7 @@ class _Biases(_ByUser):
 
     def __setitem__(self, user_id: str, bias: float) -> None:
         params = self._params
-        row = params.row_of(user_id)  # first: a new user may move the arrays
+        row = params.rows.get(user_id)
+        if row is None:
+            row = params.row_of(user_id)  # first: a new user may move the arrays
         params.bias_values[row] = bias
