@@ -107,6 +107,64 @@ def test_seeded_runs_are_identical_and_pickle_round_trips() -> None:
     np.testing.assert_array_equal(a.item_factors, c.item_factors)
 
 
+def test_rivers_item_parameters_are_the_scoring_arrays() -> None:
+    mf = model()
+    for n in range(40):
+        mf.learn(f"u{n % 4}", n % 6, 1.0 if n % 3 else -0.5)
+    river = mf.river
+    assert sorted(river.i_latents) == sorted(mf.learned_rows) == list(range(6))
+    for row in range(6):
+        # River's SGD wrote into the scoring matrix itself: no copy to keep in step.
+        assert np.shares_memory(river.i_latents[row], mf.item_factors)
+        assert river.i_biases[row] == mf.item_bias_exact[row] != 0.0
+        assert mf.offset[row] == np.float32(river.i_biases[row]) == mf.item_bias[row]
+    assert 6 not in river.i_latents and river.i_biases[6] == 0.0 and len(river.i_biases) == 6
+    with pytest.raises(KeyError):
+        river.i_latents[6]  # no random factors made up for an unknown item
+    del river.i_latents[2]
+    assert 2 not in river.i_biases and 2 not in mf.learned_rows and np.isneginf(mf.offset[2])
+
+
+def test_a_restored_model_learns_into_its_own_arrays() -> None:
+    import copy
+    import pickle
+
+    mf = model(seed=2)
+    for n in range(60):
+        mf.learn(f"u{n % 5}", n % 7, 1.0)
+    for restored in (pickle.loads(pickle.dumps(mf)), copy.deepcopy(mf)):
+        assert restored.river.i_latents is not mf.river.i_latents
+        restored.learn("u1", 3, 1.0)
+        assert np.shares_memory(restored.river.i_latents[3], restored.item_factors)
+        assert not np.array_equal(restored.item_factors[3], mf.item_factors[3])
+    mf.learn("u1", 3, 1.0)
+    np.testing.assert_array_equal(mf.item_factors, restored.item_factors)
+    np.testing.assert_array_equal(mf.item_bias_exact, restored.item_bias_exact)
+
+
+def test_a_snapshot_with_rivers_item_dicts_is_converted_on_restore() -> None:
+    import pickle
+
+    mf = model(seed=3)
+    for n in range(60):
+        mf.learn(f"u{n % 5}", n % 7, 1.0 if n % 4 else -1.0)
+    river_alone = pickle.loads(pickle.dumps(mf.river))  # River's own format: dicts
+    assert isinstance(river_alone.i_latents, dict) and isinstance(river_alone.i_biases, dict)
+    state = mf.__getstate__()
+    del state["river"], state["item_bias_exact"]
+    old = pickle.loads(pickle.dumps(state))  # what such a snapshot held, River's dicts aside
+    river_alone.u_latents = old["user_parameters"].latents
+    river_alone.u_biases = old["user_parameters"].biases
+    old["river"] = river_alone
+    restored = FactorModel.__new__(FactorModel)
+    restored.__setstate__(old)
+    np.testing.assert_array_equal(restored.item_bias_exact, mf.item_bias_exact)
+    restored.learn("u2", 4, 1.0)
+    mf.learn("u2", 4, 1.0)
+    np.testing.assert_array_equal(restored.item_factors, mf.item_factors)
+    assert restored.river.i_biases[4] == mf.river.i_biases[4]
+
+
 def test_rejects_an_unknown_sampling_scheme() -> None:
     with pytest.raises(ValueError, match="negative_sampling"):
         model(negative_sampling="hard")

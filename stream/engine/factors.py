@@ -1,11 +1,15 @@
 """Collaborative filtering on implicit feedback with River's ``reco.BiasedMF``.
 
-River learns (user, item, label) one at a time and keeps its latent factors in
-dicts of numpy vectors. To score a whole catalog at once this module mirrors
-River's item factors and biases into a float32 matrix, row-aligned with the
-engine's :class:`~stream.engine.state.ItemIndex`, copying the rows River just
-updated after every ``learn_one``. Only rows River has actually learned are ever
-scored: River would silently create random factors for an id it has not seen.
+River learns (user, item, label) one at a time and keeps its parameters in
+mappings: ``i_latents`` (item -> latent vector) and ``i_biases`` (item -> bias),
+by default dicts of numpy vectors and floats. To score a whole catalog at once,
+this module gives River mappings over one float32 matrix and bias arrays,
+row-aligned with the engine's :class:`~stream.engine.state.ItemIndex`
+(:class:`ItemLatents`, :class:`ItemBiases`): River's SGD updates the scoring
+matrix itself, and an item costs a matrix row rather than an array object and
+two dict entries. Users get the same (:mod:`stream.engine.user_parameters`).
+Only rows River has actually learned are ever scored: River would silently
+create random factors for an id it has not seen.
 
 An item's initial latent factors are a pure function of the seed and the item's
 id (:meth:`FactorModel.initial_latents`), not of the order items were met in:
@@ -29,7 +33,10 @@ scoring everything as liked.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import numpy as np
 from river import optim, reco, stats, utils
@@ -105,6 +112,8 @@ class FactorModel:
         self.river.u_biases = self.user_parameters.biases
         self.item_factors = np.zeros((0, n_factors), dtype=np.float32)
         self.item_bias = np.zeros(0, dtype=np.float32)
+        # River's own (float64) item biases; ``item_bias`` is their float32 copy for scoring.
+        self.item_bias_exact = np.zeros(0, dtype=np.float64)
         # Item bias where learned, -inf elsewhere: one in-place add masks unlearned rows.
         self.offset = np.zeros(0, dtype=np.float32)
         self._score_buffer = np.zeros(0, dtype=np.float32)
@@ -114,11 +123,18 @@ class FactorModel:
         self.n_positives = 0
         # Items of the latest positive events: sampling from it is popularity-proportional.
         self.recent_positives = np.zeros(_RECENT_POSITIVES, dtype=np.int32)
+        # Items' factors and biases as rows of the arrays above, under River's names.
+        self.river.i_latents = ItemLatents(self)
+        self.river.i_biases = ItemBiases(self)
 
     def __getstate__(self) -> dict:
         # The score buffer is scratch space, not state: snapshots leave it out.
         state = self.__dict__.copy()
         state["_score_buffer"] = np.zeros(0, dtype=np.float32)
+        # River's item mappings are views of this model's arrays, which the state holds:
+        # left out, so no copy and no reference cycle; __setstate__ puts them back.
+        river = state["river"] = copy.copy(self.river)
+        river.i_latents = river.i_biases = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -130,23 +146,39 @@ class FactorModel:
             )
             river.u_latents = self.user_parameters.latents
             river.u_biases = self.user_parameters.biases
+        river = self.river
+        if river.i_latents is not None:  # River's own dicts: a snapshot from before ItemLatents
+            # The float32 matrix already mirrors River's item factors; the biases move over.
+            self.item_bias_exact = np.zeros(len(self.learned), dtype=np.float64)
+            for row, bias in dict(river.i_biases).items():
+                self.item_bias_exact[row] = bias
+        river.i_latents = ItemLatents(self)
+        river.i_biases = ItemBiases(self)
 
     # ------------------------------------------------------------------ learning
     def _reserve(self, size: int) -> None:
         if size > len(self.learned):
             self.item_factors = grown(self.item_factors, size)
             self.item_bias = grown(self.item_bias, size)
+            self.item_bias_exact = grown(self.item_bias_exact, size)
             self.offset = grown(self.offset, size, -np.inf)
             self.learned = grown(self.learned, size, False)
 
-    def _sync(self, row: int) -> None:
+    def add_row(self, row: int, latents: np.ndarray) -> None:
+        """Give ``row`` its latent factors (a copy of ``latents``), learned from now on."""
         self._reserve(row + 1)
         if not self.learned[row]:
             self.learned[row] = True
             self.learned_rows.append(row)
-        self.item_factors[row] = self.river.i_latents[row]
-        self.item_bias[row] = self.river.i_biases[row]
-        self.offset[row] = self.item_bias[row]
+            self.item_bias_exact[row] = self.item_bias[row] = self.offset[row] = 0.0
+        self.item_factors[row] = latents
+
+    def set_bias(self, row: int, bias: float) -> None:
+        self._reserve(row + 1)
+        self.item_bias_exact[row] = bias
+        self.item_bias[row] = bias
+        if self.learned[row]:
+            self.offset[row] = self.item_bias[row]
 
     def learn(
         self,
@@ -173,15 +205,14 @@ class FactorModel:
             river.u_latents[user_id] = self._fresh_latents()
         if row not in river.i_latents:
             river.i_latents[row] = self.initial_latents(str(row) if item_id is None else item_id)
+        # River's SGD writes the item's factors and bias straight into this model's arrays.
         river.learn_one(user_id, row, label)
-        self._sync(row)
         if changed is not None:
             changed.add(row)
         if label <= 0 or not may_sample:
             return
         for negative in self._negatives(row):
             river.learn_one(user_id, negative, 0.0)
-            self._sync(negative)
             if changed is not None:
                 changed.add(negative)
 
@@ -276,9 +307,7 @@ class FactorModel:
     # ------------------------------------------------------------------ replicas
     def item_parameters(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """River's latent factors (float32) and biases (float64) of learned ``rows``."""
-        # The float32 mirror holds River's factors exactly; biases are River's float64.
-        biases = self.river.i_biases
-        return self.item_factors[rows], np.array([biases[row] for row in rows.tolist()])
+        return self.item_factors[rows], self.item_bias_exact[rows]
 
     def add_to_items(
         self,
@@ -297,24 +326,14 @@ class FactorModel:
         """
         if not len(rows):
             return
-        river = self.river
-        i_latents, i_biases = river.i_latents, river.i_biases
         self._reserve(int(rows.max()) + 1)
-        updated = np.empty((len(rows), self.n_factors), dtype=np.float32)
         for i, row in enumerate(rows.tolist()):
-            current = i_latents.get(row)
-            if current is None:
-                start = self.initial_latents(item_ids[i]) if starts is None else starts[i]
-                current = i_latents[row] = start.astype(np.float32)  # a copy
-                i_biases[row] = 0.0
-            current += latents[i]
-            updated[i] = current
-            i_biases[row] += float(biases[i])
             if not self.learned[row]:
-                self.learned[row] = True
-                self.learned_rows.append(row)
-        self.item_factors[rows] = updated
-        self.item_bias[rows] = [i_biases[row] for row in rows.tolist()]
+                start = self.initial_latents(item_ids[i]) if starts is None else starts[i]
+                self.add_row(row, start)
+        self.item_factors[rows] += latents
+        self.item_bias_exact[rows] += biases
+        self.item_bias[rows] = self.item_bias_exact[rows]
         self.offset[rows] = self.item_bias[rows]
 
     def mean_state(self) -> tuple[float, float]:
@@ -341,8 +360,6 @@ class FactorModel:
             self.learned[row] = False
             self.offset[row] = -np.inf
             self.learned_rows.remove(row)
-            self.river.i_latents.pop(row, None)
-            self.river.i_biases.pop(row, None)
 
     # ------------------------------------------------------------------ scoring
     def knows_user(self, user_id: str) -> bool:
@@ -406,3 +423,98 @@ class FactorModel:
             + self.item_bias[row]
             + float(user @ self.item_factors[row])
         )
+
+
+class _ByItemRow(MutableMapping[int, Any]):
+    """What River's two per-item mappings share: the items are the model's learned rows.
+
+    Removing an item is :meth:`FactorModel.forget_item`. A :class:`FactorModel`
+    pickles its arrays and not these; pickled on its own, a mapping is a dict.
+    """
+
+    __slots__ = ("_model",)
+
+    def __init__(self, model: FactorModel) -> None:
+        self._model = model
+
+    def _knows(self, row: Any) -> bool:
+        learned = self._model.learned
+        try:
+            return 0 <= row < len(learned) and bool(learned[row])
+        except TypeError:  # not a row number
+            return False
+
+    __contains__ = _knows
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._model.learned_rows))
+
+    def __len__(self) -> int:
+        return len(self._model.learned_rows)
+
+    def __delitem__(self, row: int) -> None:
+        if not self._knows(row):
+            raise KeyError(row)
+        self._model.forget_item(row)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # On its own (River pickled without its FactorModel) a mapping is River's dict.
+        return (dict, (self._as_dict(),))
+
+    def _as_dict(self) -> dict[int, Any]:
+        return {row: self[row] for row in self}
+
+
+class ItemLatents(_ByItemRow):
+    """``i_latents`` for River: row -> a float32 view of the row of ``item_factors``.
+
+    River's SGD updates ``w[row] -= step`` in place through the view, so the
+    scoring matrix is River's state itself: no copy after each ``learn_one``, and
+    no array object per item. A view is valid until a new row is added.
+    """
+
+    __slots__ = ()
+
+    # River reads and writes these several times per learn_one: kept to a few operations.
+    def _as_dict(self) -> dict[int, Any]:
+        return {row: self[row].copy() for row in self}
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        # No default: an unknown item gets no random vector created as a side effect.
+        model = self._model
+        if row < len(model.learned) and model.learned[row]:
+            return model.item_factors[row]
+        raise KeyError(row)
+
+    def get(self, row: int, default: Any = None) -> Any:  # type: ignore[override]
+        return self._model.item_factors[row] if self._knows(row) else default
+
+    def __setitem__(self, row: int, vector: np.ndarray) -> None:
+        model = self._model
+        if row < len(model.learned) and model.learned[row]:
+            model.item_factors[row] = vector  # River's SGD writing a view back onto itself
+        else:
+            model.add_row(row, vector)
+
+
+class ItemBiases(_ByItemRow):
+    """``i_biases`` for River: row -> River's float64 bias; 0.0 for an item without one
+    (River's ``defaultdict`` default), which reading does not create."""
+
+    __slots__ = ()
+
+    def __getitem__(self, row: int) -> float:
+        model = self._model
+        if row < len(model.learned) and model.learned[row]:
+            return model.item_bias_exact.item(row)
+        return 0.0
+
+    def get(self, row: int, default: Any = None) -> Any:  # type: ignore[override]
+        return self._model.item_bias_exact.item(row) if self._knows(row) else default
+
+    def __setitem__(self, row: int, bias: float) -> None:
+        model = self._model
+        if row < len(model.learned) and model.learned[row]:
+            model.item_bias_exact[row] = model.item_bias[row] = model.offset[row] = bias
+        else:
+            model.set_bias(row, bias)
