@@ -46,7 +46,10 @@ def grown(array: np.ndarray, size: int, fill: float | int | bool = 0) -> np.ndar
     if size <= len(array):
         return array
     capacity = max(size, 2 * len(array), 64)
-    bigger = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
+    shape = (capacity, *array.shape[1:])
+    # Zeros from the allocator's zeroed pages: the spare capacity costs no resident memory
+    # until used (np.full would write, and so touch, every page of it).
+    bigger = np.zeros(shape, array.dtype) if fill == 0 else np.full(shape, fill, array.dtype)
     bigger[: len(array)] = array
     return bigger
 
@@ -327,6 +330,17 @@ class ItemIndex:
             self.genres_of[row, slot] = self._genre_row(genre)
         self.duration_ms[row] = item.duration_ms
         return row
+
+    def in_catalog(self, item_id: str) -> bool:
+        """Whether the catalog announced ``item_id`` and has not withdrawn it.
+
+        >>> index = ItemIndex()
+        >>> _ = index.add("heard-of")  # an event named it: a row, but no catalog entry
+        >>> index.in_catalog("heard-of"), index.in_catalog("never")
+        (False, False)
+        """
+        row = self.rows.get(item_id)
+        return row is not None and self.catalog[row] is not None and bool(self.active[row])
 
     def remove(self, item_id: str) -> bool:
         """Withdraw an item: it keeps its row but is never recommended again."""
