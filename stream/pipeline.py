@@ -174,7 +174,6 @@ class Pipeline:
         self.wrapped_answered = 0
         #: Set by the worker once it has read the whole catalog (see ``unknown_items``).
         self.catalog_ready = False
-        self._catalog_ids: set[str] = set()  # announced and not withdrawn
         self._recent_ids = RecentIds(dedupe_window)
         # Insertion-ordered set: users are refreshed in the order they became dirty.
         self._dirty: dict[str, None] = {}
@@ -300,7 +299,7 @@ class Pipeline:
         if (
             self.unknown_items == "reject"
             and self.catalog_ready
-            and event.item_id not in self._catalog_ids
+            and not self.engine.items.in_catalog(event.item_id)
         ):
             return Rejection(
                 Reason.UNKNOWN_ITEM,
@@ -345,7 +344,6 @@ class Pipeline:
         if raw is None and key:
             item_id = key.decode("utf-8", "replace")
             self.engine.remove_item(item_id)
-            self._catalog_ids.discard(item_id)
             return item_id
         if raw is None:
             outcome: CatalogItem | Rejection = Rejection(
@@ -359,7 +357,6 @@ class Pipeline:
         failure = self._apply(self.engine.upsert_item, outcome)
         if failure is not None:
             return failure
-        self._catalog_ids.add(outcome.item_id)
         self.catalog_items += 1
         return outcome
 
@@ -685,7 +682,6 @@ class Pipeline:
         return len(users)
 
     _STATE = (
-        "_catalog_ids",
         "_recent_ids",
         "_dirty",
         "accepted",
