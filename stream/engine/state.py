@@ -22,6 +22,7 @@ from array import array
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import ClassVar, Final
 
 import numpy as np
@@ -219,6 +220,8 @@ class ItemIndex:
 
     #: (a class default for indexes pickled before it was counted)
     rule_changes = 0
+    #: Distinct genre tuples of catalog entries (``None`` in indexes pickled before it).
+    genre_sets: dict[tuple[str, ...], tuple[str, ...]] | None = None
 
     def __init__(self) -> None:
         self.ids: list[str] = []
@@ -240,6 +243,7 @@ class ItemIndex:
         #: Withdrawals and artist changes so far: what can make a row made before
         #: break the rules (a withdrawn item, too many of one artist).
         self.rule_changes = 0
+        self.genre_sets = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -309,10 +313,22 @@ class ItemIndex:
         return self._genre_row(genre)
 
     def upsert(self, item: CatalogItem) -> int:
-        """Add or update catalog metadata; re-activates a removed item."""
+        """Add or update catalog metadata; re-activates a removed item.
+
+        The entry kept shares its artist name and genre tuple with every other item
+        of that artist and genres (a decoded message brings its own copies of them).
+
+        >>> from stream.models import CatalogItem
+        >>> index = ItemIndex()
+        >>> rows = [index.upsert(CatalogItem(f"t{n}", "T", "".join(["Ada"]), ("jazz",), 1, 0.0))
+        ...         for n in range(2)]
+        >>> index.catalog[0].artist is index.catalog[1].artist, index.catalog[1].genres
+        (True, ('jazz',))
+        """
         row = self.add(item.item_id)
         if self.catalog[row] is None:
             self.n_catalog += 1
+        item = self._sharing_names(item)
         self.catalog[row] = item
         self.active[row] = True
         self.penalty[row] = 0.0
@@ -330,6 +346,24 @@ class ItemIndex:
             self.genres_of[row, slot] = self._genre_row(genre)
         self.duration_ms[row] = item.duration_ms
         return row
+
+    def _sharing_names(self, item: CatalogItem) -> CatalogItem:
+        """``item`` with the index's own artist string and genre tuple."""
+        artist = self.artists[self._artist_row(item.artist)]
+        if self.genre_sets is None:
+            self.genre_sets = {}
+        genres = self.genre_sets.get(item.genres)
+        if genres is None:
+            # A genre new to the index keeps this item's string: upsert makes it the index's.
+            rows = self.genre_rows
+            genres = tuple(
+                genre if (row := rows.get(genre)) is None else self.genres[row]
+                for genre in item.genres
+            )
+            self.genre_sets[genres] = genres
+        if artist is item.artist and genres is item.genres:
+            return item
+        return replace(item, artist=artist, genres=genres)
 
     def in_catalog(self, item_id: str) -> bool:
         """Whether the catalog announced ``item_id`` and has not withdrawn it.
