@@ -18,7 +18,9 @@ A run:
 3. times the workers from the end of production (or their first accepted event,
    if later) to the last event any of them accepted: the producer shares the
    machine's cores while it runs, so the events accepted meanwhile are left out
-   of the rate (``events_before_window``);
+   of the rate (``events_before_window``). A group that took every event before
+   production ended (a small backlog) is timed from its first accepted event
+   instead, production included, without CPU figures (``window_start``);
 4. waits until no worker has a user waiting for a list and their publishers have
    been quiet: end to end = every event / (first event accepted -> last list),
    production included (lists are published while the backlog still arrives).
@@ -227,9 +229,23 @@ async def measure_group_drain(
     # Each worker stamps its last event with its wall clock: more exact than the poll.
     last_events = [stats["last_event_processed_at"] for stats in samples]
     ingest_end = max((stamp for stamp in last_events if stamp), default=time.time())
-    ingest_seconds = max(1e-9, ingest_end - start["wall"])
     window = max(1e-9, ended_at - start["at"])
     in_window = [now - before for now, before in zip(accepted, start["accepted"], strict=True)]
+    window_start = "end_of_production"
+    if complete and not sum(in_window):
+        # The group took every event while production still ran (a small backlog, fast
+        # workers): no window after it. Time the whole run from the first event any worker
+        # accepted (their own stamps), production included, and say so.
+        window_start = "first_event_production_included"
+        start["wall"] = min(
+            stats["first_event_processed_at"]
+            for stats in samples
+            if stats["first_event_processed_at"]
+        )
+        start["accepted"] = [0] * len(workers)
+        in_window = accepted
+    ingest_seconds = max(1e-9, ingest_end - start["wall"])
+    cpu_measured = window_start == "end_of_production"  # the CPU readings began after it
 
     end_to_end_seconds = None
     lists_drained = False
@@ -267,8 +283,10 @@ async def measure_group_drain(
                 "events_accepted": stats["events_accepted"],
                 "events_in_window": in_window[index],
                 "ingest_events_per_second": per_second(in_window[index], ingest_seconds),
-                "cpu_share_of_one_core": round(cpu / window, 2),
-                "cpu_us_per_event": round(cpu / max(1, in_window[index]) * 1e6, 1),
+                "cpu_share_of_one_core": round(cpu / window, 2) if cpu_measured else None,
+                "cpu_us_per_event": (
+                    round(cpu / max(1, in_window[index]) * 1e6, 1) if cpu_measured else None
+                ),
                 "lists_published": stats["lists_published"],
                 "rejected": stats["rejected_by_reason"],
                 "rss_mib_after": round(rss_kib(worker.pid) / 1024, 1),
@@ -283,6 +301,7 @@ async def measure_group_drain(
         "settle_seconds": settle_seconds,
         "complete": complete,
         "events_accepted": total_accepted,
+        "window_start": window_start,
         "events_before_window": sum(start["accepted"]),
         "events_in_window": sum(in_window),
         "ingest_seconds": round(ingest_seconds, 3),
@@ -296,7 +315,9 @@ async def measure_group_drain(
             stats["users_waiting_for_a_list"] for stats in samples
         ),
         "lists_published": sum(worker["lists_published"] for worker in per_worker),
-        "cpu_share_of_one_core": round((sum(cpu_end) - sum(start["cpu"])) / window, 2),
+        "cpu_share_of_one_core": (
+            round((sum(cpu_end) - sum(start["cpu"])) / window, 2) if cpu_measured else None
+        ),
         "machine_idle_share": machine_idle,
         "assignment_changed_during_run": assignment_changed,
         "per_worker": per_worker,

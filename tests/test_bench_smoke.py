@@ -132,6 +132,9 @@ def test_scale_out_runs_drain_the_whole_backlog_with_every_worker(results, phase
     assert run["events_accepted"] == 3000  # nothing lost, nothing learned twice
     assert run["events_before_window"] + run["events_in_window"] == 3000
     assert run["ingest_events_per_second"] > 0 and run["end_to_end_events_per_second"] > 0
+    # A tiny backlog may all be taken while it is produced: then the run says so.
+    cpu_measured = run["window_start"] == "end_of_production"
+    assert cpu_measured or run["window_start"] == "first_event_production_included"
     per_worker = run["per_worker"]
     assert len(per_worker) == workers
     assert sum(worker["events_accepted"] for worker in per_worker) == 3000
@@ -140,7 +143,11 @@ def test_scale_out_runs_drain_the_whole_backlog_with_every_worker(results, phase
     )  # plays, skips, replays
     for worker in per_worker:
         assert worker["event_partitions"] > 0 and worker["events_accepted"] > 0
-        assert worker["cpu_share_of_one_core"] > 0 and worker["rejected"] == {}
+        assert worker["rejected"] == {}
+        if cpu_measured:
+            assert worker["cpu_share_of_one_core"] > 0
+        else:
+            assert worker["cpu_share_of_one_core"] is None and worker["cpu_us_per_event"] is None
         assert worker["lists_published"] > 0 and worker["rss_mib_after"] > 0
 
 
