@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from agents import partition_progress, worker_pipeline
-from agents.trim_memory import worker_trimmer
+from agents.trim_memory import worker_freezer, worker_trimmer
 from stream.app import app
 from stream.metrics import lag_summary
 
@@ -24,6 +24,7 @@ async def report_stats(web: Any, request: Any) -> Any:
     if app.checkpointer is not None:
         stats.update(app.checkpointer.stats())
     stats.update(worker_trimmer().stats())
+    stats.update(worker_freezer().stats())
     return web.json(stats)
 
 

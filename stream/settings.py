@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         description="A worker that stops heartbeating (killed, hung) loses its partitions "
         "after this long; a restarted or surviving worker takes them over then.",
     )
+    gc_full_collection_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="The worker freezes its long-lived objects out of Python's garbage "
+        "collector every few seconds and runs a full collection this often (0: Python's "
+        "default collector).",
+    )
     worker_id: str | None = Field(
         None,
         description="Kafka static group membership (group.instance.id): a worker restarted "
