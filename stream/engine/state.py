@@ -328,13 +328,13 @@ class ItemIndex:
         row = self.add(item.item_id)
         if self.catalog[row] is None:
             self.n_catalog += 1
-        item = self._sharing_names(item)
+        artist = self._artist_row(item.artist)
+        item = self._sharing_names(item, artist)
         self.catalog[row] = item
         self.active[row] = True
         self.penalty[row] = 0.0
         self.released_at[row] = item.released_at
         previous_artist = int(self.artist_of[row])
-        artist = self._artist_row(item.artist)
         if previous_artist != artist:
             if previous_artist >= 0:
                 self.artist_items[previous_artist].remove(row)
@@ -347,9 +347,9 @@ class ItemIndex:
         self.duration_ms[row] = item.duration_ms
         return row
 
-    def _sharing_names(self, item: CatalogItem) -> CatalogItem:
-        """``item`` with the index's own artist string and genre tuple."""
-        artist = self.artists[self._artist_row(item.artist)]
+    def _sharing_names(self, item: CatalogItem, artist_row: int) -> CatalogItem:
+        """``item`` with the index's own artist string (row ``artist_row``) and genre tuple."""
+        artist = self.artists[artist_row]
         if self.genre_sets is None:
             self.genre_sets = {}
         genres = self.genre_sets.get(item.genres)
