@@ -475,10 +475,11 @@ class ItemLatents(_ByItemRow):
 
     __slots__ = ()
 
-    # River reads and writes these several times per learn_one: kept to a few operations.
     def _as_dict(self) -> dict[int, Any]:
         return {row: self[row].copy() for row in self}
 
+    # River reads and writes these several times per learn_one: the known-row test is
+    # written out here (not a call to _knows) to keep each access to a few operations.
     def __getitem__(self, row: int) -> np.ndarray:
         # No default: an unknown item gets no random vector created as a side effect.
         model = self._model
