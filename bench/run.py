@@ -19,10 +19,10 @@ or ``--broker``):
    ``--duration`` seconds each, with ``occurred_at`` = the time they are
    produced. A reader on ``recommendations`` times every list: freshness = the
    list's arrival - the produce time of its ``last_event_id``.
-5. **Memory.** A third fresh worker: RSS at rest, after a 50,000-item catalog,
-   after one play of every item, and after events of 50,000 + 50,000 new users
-   -> bytes per played item, and per user beyond the base (the second step's
-   growth over its users).
+5. **Memory.** A third fresh worker: RSS at rest, after the catalog entries of
+   25,000 + 25,000 items (each step followed by one play of every item it added),
+   and after events of 50,000 + 50,000 new users -> bytes per played item and
+   per user beyond the base (each second step's growth over what it added).
 6. **Scale-out.** The same catalog and events, drained by one worker and then by
    two workers of one consumer group (fresh topics and group per run; distinct
    ``ENCORE_WORKER_ID``, web port and data dir, one shared checkpoint dir):
@@ -467,6 +467,7 @@ def paced_phase(
 def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[str, Any]:
     """A fresh worker on fresh topics: RSS at rest, after the catalog, after the users."""
     from bench.worker_runs import (
+        ItemStep,
         catalog_messages,
         encore_worker,
         item_play_events,
@@ -501,28 +502,35 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
     # Deferred publishing by default: today's publisher needs milliseconds per list, and
     # 100,000 users would be 100,000 lists. What is measured is then the learned state.
     extra_env = {} if config.memory_publish else {"ENCORE_PUBLISH_INTERVAL_MS": str(3_600_000)}
+    # Items in two steps too: the second one's growth is the per-item cost beyond the base.
+    half = len(items) // 2
+    item_halves = [items[:half], items[half:]]
     with encore_worker(bootstrap, topics, PARTITIONS, work_dir, "memory", extra_env) as worker:
 
         async def measure() -> dict[str, Any]:
-            async def load_catalog() -> None:
-                await produce_all(bootstrap, catalog_messages(topics, items))
-
-            async def load_item_plays() -> None:
-                await produce_all(bootstrap, item_play_events(topics, items, now=time.time()))
-
-            def loader(events: list[Any]) -> Callable[[], Awaitable[None]]:
+            def loader(messages: Callable[[], list[Any]]) -> Callable[[], Awaitable[None]]:
                 async def load() -> None:
-                    await produce_all(bootstrap, events)
+                    await produce_all(bootstrap, messages())
 
                 return load
 
+            item_steps = [
+                ItemStep(
+                    len(step_items),
+                    loader(lambda step_items=step_items: catalog_messages(topics, step_items)),
+                    loader(
+                        lambda step_items=step_items, first=first: item_play_events(
+                            topics, step_items, now=time.time(), first_number=first
+                        )
+                    ),
+                )
+                for step_items, first in zip(item_halves, (0, half), strict=True)
+            ]
             try:
                 return await measure_memory(
                     worker,
-                    load_catalog,
-                    load_item_plays,
-                    [loader(events) for events in steps],
-                    n_items=len(items),
+                    item_steps,
+                    [loader(lambda events=events: events) for events in steps],
                     users_per_step=users_per_step,
                     events_per_step=[len(events) for events in steps],
                     timeout=600.0,
@@ -829,11 +837,13 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
     memory = figures.get("memory") or {}
     if memory and not memory.get("error"):
         console.print(
-            f"memory: base {memory['base_rss_mib']} MiB, +{memory['items']:,} items "
-            f"{memory['after_catalog_rss_mib']} MiB, +{memory['users']:,} users "
+            f"memory: base {memory['base_rss_mib']} MiB, +{memory['items']:,} items played once "
+            f"{memory['after_item_plays_rss_mib']} MiB, +{memory['users']:,} users "
             f"{memory['after_users_rss_mib']} MiB -> "
-            f"{memory['kib_per_item'] * 1024:,.0f} bytes/item played once "
-            f"({memory['kib_per_item_in_catalog'] * 1024:,.0f} in the catalog only), "
+            f"{memory['kib_per_item'] * 1024:,.0f} bytes/item played once beyond the base "
+            f"(the last {memory['items_per_step'][-1]:,} items; "
+            f"{memory['kib_per_item_in_catalog'] * 1024:,.0f} in the catalog only; "
+            f"{memory['kib_per_item_average'] * 1024:,.0f} on average), "
             f"{memory['kib_per_user'] * 1024:,.0f} bytes/user beyond the base "
             f"(the last {memory['users_per_step'][-1]:,} users; "
             f"{memory['kib_per_user_average'] * 1024:,.0f} bytes/user on average)"
@@ -1012,10 +1022,13 @@ NOTES: Final = {
     "differ only in ENCORE_WORKER_ID, ENCORE_WEB_PORT and ENCORE_DATA_DIR and share "
     "ENCORE_CHECKPOINT_DIR; each learns from the partitions it is assigned.",
     "memory": "RSS (VmRSS) of a fresh worker, each reading taken one allocator-trim period "
-    "after the step. Per item = (after one play of every item - base) / items: a played "
-    "item's learned state included (kib_per_item_in_catalog: the catalog entry alone). "
-    "Per user = the growth during the last step of new users / its users: the cost per user "
-    "beyond the fixed base (kib_per_user_average: over all users, since the item plays). "
+    "after the step. Items come in two steps, each its catalog entries and then one play "
+    "of every item. Per item = the growth during the last item step / its items: the cost "
+    "of a played item beyond the fixed base (kib_per_item_in_catalog: the catalog entries "
+    "alone; kib_per_item_average: (after every item's play - base) / items, the fixed base "
+    "included). Per user = the growth during the last step of new users / its users: the "
+    "cost per user beyond the fixed base (kib_per_user_average: over all users, since the "
+    "item plays). "
     "Unless lists_published_during_run, publishing "
     "was deferred (ENCORE_PUBLISH_INTERVAL_MS = 1 h): the figure is the learned state "
     "plus the set of users waiting for a list.",

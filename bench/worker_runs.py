@@ -525,16 +525,21 @@ def _listening_message(
     return topic, user_id.encode(), orjson.dumps(doc)
 
 
-def item_play_events(topics: BenchTopics, items: list[CatalogItem], now: float) -> list[Message]:
+def item_play_events(
+    topics: BenchTopics, items: list[CatalogItem], now: float, first_number: int = 0
+) -> list[Message]:
     """One full play of every item, spread over a few listeners (one per
     :data:`ITEMS_PER_WARMING_LISTENER` items): what an item costs once it has been played
-    -- its MF factors, co-occurrence and popularity -- not only its catalog entry."""
+    -- its MF factors, co-occurrence and popularity -- not only its catalog entry.
+
+    Events and listeners are numbered from ``first_number`` (the items of earlier steps).
+    """
     span = 3600.0
     return [
         _listening_message(
             topics,
-            f"mem-warm-{number:09d}",
-            f"mem-warm-{number // ITEMS_PER_WARMING_LISTENER:05d}",
+            f"mem-warm-{first_number + number:09d}",
+            f"mem-warm-{(first_number + number) // ITEMS_PER_WARMING_LISTENER:05d}",
             item,
             False,
             now - 2 * span + span * number / len(items),
@@ -577,38 +582,40 @@ def memory_events(
     ]
 
 
+@dataclass(frozen=True)
+class ItemStep:
+    """One step of the memory run's items: produce their catalog entries, then one play
+    of each (:func:`item_play_events`)."""
+
+    n_items: int
+    load_catalog: Callable[[], Awaitable[None]]
+    load_plays: Callable[[], Awaitable[None]]
+
+
 async def measure_memory(
     worker: RunningEncore,
-    load_catalog: Callable[[], Awaitable[None]],
-    load_item_plays: Callable[[], Awaitable[None]],
+    item_steps: Sequence[ItemStep],
     load_users: Sequence[Callable[[], Awaitable[None]]],
-    n_items: int,
     users_per_step: Sequence[int],
     events_per_step: Sequence[int],
     timeout: float,
     lists_deferred: bool,
 ) -> dict[str, Any]:
-    """RSS of a fresh worker: at rest, after the catalog, after one play of every item,
-    after each step of new users.
+    """RSS of a fresh worker: at rest, then after each step of items (their catalog
+    entries, then one play of each), then after each step of new users.
 
-    Per item, two figures: the catalog's growth over the base (an item never played),
-    and that plus the growth from one play of each item (an item that has been
-    played: what a catalog in service costs). Per user, two figures: the
-    average growth over all users since the item plays, and the marginal cost --
-    the growth during the last step over the users it added, i.e. per user
-    beyond the fixed base (buffers, bounded caches and rings, the item state the
-    first users' events create, all of which the first step pays). With
-    ``lists_deferred`` the worker was started with a publishing interval longer
-    than the run, so no list is waited for.
+    Per item, two figures: the catalog's growth (an item never played), and that plus
+    the growth from one play of each item (an item that has been played: what a
+    catalog in service costs). Per user likewise. Each is given twice: the cost
+    beyond the fixed base -- the growth during the *last* step over what it added --
+    and the average since the base. The first step pays the fixed base (the buffers,
+    bounded caches and rings the first messages fill, and allocator arenas that the
+    first batches' short-lived objects leave behind), so the two differ by that base
+    spread over the items or users. With ``lists_deferred`` the worker was started
+    with a publishing interval longer than the run, so no list is waited for.
     """
     await asyncio.sleep(2.0)  # let start-up allocations settle before the base reading
     base = rss_kib(worker.pid)
-    await load_catalog()
-    await worker.wait_until(
-        lambda stats: stats["catalog_messages_applied"] >= n_items, timeout, "done with the catalog"
-    )
-    await asyncio.sleep(1.0)
-    after_catalog = rss_kib(worker.pid)
 
     async def settled_rss_after(load: Callable[[], Awaitable[None]], events: int) -> int:
         """RSS once ``load``'s events are learned (``events`` in all so far) and the worker
@@ -624,8 +631,21 @@ async def measure_memory(
         return rss_kib(worker.pid)
 
     started = time.monotonic()
-    events_so_far = n_items
-    after_item_plays = await settled_rss_after(load_item_plays, events_so_far)
+    items_so_far = events_so_far = 0
+    readings = [base]  # after each catalog step and each item-play step, in turn
+    for step in item_steps:
+        items_so_far += step.n_items
+        await step.load_catalog()
+        await worker.wait_until(
+            lambda stats, n=items_so_far: stats["catalog_messages_applied"] >= n,
+            timeout,
+            "done with the catalog",
+        )
+        await asyncio.sleep(TRIM_INTERVAL_SECONDS + 1.0)
+        readings.append(rss_kib(worker.pid))
+        events_so_far += step.n_items
+        readings.append(await settled_rss_after(step.load_plays, events_so_far))
+    after_item_plays = readings[-1]
     after_steps: list[int] = []
     for load, n_events in zip(load_users, events_per_step, strict=True):
         events_so_far += n_events
@@ -633,19 +653,29 @@ async def measure_memory(
     seconds = time.monotonic() - started
     stats = await worker.stats()
     n_users = sum(users_per_step)
+    last_items = item_steps[-1].n_items
+    before_last_items, last_catalog = readings[-3], readings[-2]
     before_last = after_steps[-2] if len(after_steps) > 1 else after_item_plays
     return {
-        "items": n_items,
+        "items": items_so_far,
         "users": n_users,
         "events": events_so_far,
+        "items_per_step": [step.n_items for step in item_steps],
         "users_per_step": list(users_per_step),
         "base_rss_mib": round(base / 1024, 1),
-        "after_catalog_rss_mib": round(after_catalog / 1024, 1),
+        "after_catalog_rss_mib": round(readings[-2] / 1024, 1),
         "after_item_plays_rss_mib": round(after_item_plays / 1024, 1),
+        "after_each_item_step_rss_mib": [round(kib / 1024, 1) for kib in readings[1:]],
         "after_each_step_rss_mib": [round(kib / 1024, 1) for kib in after_steps],
         "after_users_rss_mib": round(after_steps[-1] / 1024, 1),
-        "kib_per_item_in_catalog": round((after_catalog - base) / n_items, 3),
-        "kib_per_item": round((after_item_plays - base) / n_items, 3),
+        "kib_per_item_in_catalog": round((last_catalog - before_last_items) / last_items, 3),
+        "kib_per_item": round((after_item_plays - before_last_items) / last_items, 3),
+        "kib_per_item_in_catalog_average": round(
+            sum(readings[i + 1] - readings[i] for i in range(0, len(readings) - 1, 2))
+            / items_so_far,
+            3,
+        ),
+        "kib_per_item_average": round((after_item_plays - base) / items_so_far, 3),
         "kib_per_user_average": round((after_steps[-1] - after_item_plays) / n_users, 3),
         "kib_per_user": round((after_steps[-1] - before_last) / users_per_step[-1], 3),
         "events_and_lists_seconds": round(seconds, 1),

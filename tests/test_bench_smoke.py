@@ -112,10 +112,14 @@ def test_memory_figures(results):
     assert memory["users"] == 500 and memory["items"] == 300
     assert 0 < memory["base_rss_mib"] <= memory["after_users_rss_mib"]
     assert isinstance(memory["kib_per_user"], float) and isinstance(memory["kib_per_item"], float)
-    # two steps of new users, the second's growth being the per-user figure
+    # two steps of items and of new users, each second step's growth being the figure
     # --quick: one event per user, after one play of each of the 300 items
     assert memory["users_per_step"] == [250, 250] and memory["events"] == 300 + 500
-    assert memory["after_item_plays_rss_mib"] > 0
+    assert memory["items_per_step"] == [150, 150]
+    assert memory["after_item_plays_rss_mib"] == memory["after_each_item_step_rss_mib"][-1] > 0
+    assert len(memory["after_each_item_step_rss_mib"]) == 4  # catalog, plays; catalog, plays
+    assert isinstance(memory["kib_per_item_average"], float)
+    assert isinstance(memory["kib_per_item_in_catalog_average"], float)
     assert isinstance(memory["kib_per_item_in_catalog"], float)
     assert len(memory["after_each_step_rss_mib"]) == 2
     assert memory["after_each_step_rss_mib"][-1] == memory["after_users_rss_mib"]
