@@ -262,7 +262,9 @@ class Pipeline:
         self._dirty[outcome.user_id] = None
         self.freshness.accepted(outcome.user_id, produced_at)
         self._user_context[outcome.user_id] = self._context(outcome.country, outcome.device)
-        self._history.learn(outcome, self.catalog_entry(outcome.item_id))
+        items = self.engine.items
+        row = items.row(outcome.item_id)
+        self._history.learn(outcome, None if row is None else items.names(row))
         self.metrics.on_event(outcome)
         self.last_event_processed_at = self.clock()
         if self.first_event_processed_at is None:
@@ -490,7 +492,7 @@ class Pipeline:
         """What the catalog says about ``item_id`` (``None`` if never announced)."""
         items = self.engine.items
         row = items.row(item_id)
-        return None if row is None else items.catalog[row]
+        return None if row is None else items.entry(row)
 
     def recommend(self, user_id: str, *, rerank: bool = False) -> RecommendationList | None:
         """The list to publish for ``user_id``: the arm's list, then editorial rules.

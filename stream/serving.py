@@ -272,8 +272,7 @@ def similar_document(pipeline: Pipeline, item_id: str, k: int) -> dict[str, Any]
 
 def _title(items: Any, item_id: str) -> str | None:
     row = items.row(item_id)
-    item = None if row is None else items.catalog[row]
-    return None if item is None else item.title
+    return None if row is None else items.titles[row]
 
 
 async def probe_broker(bootstrap_servers: str, timeout: float = 1.0) -> dict[str, Any]:

@@ -52,9 +52,9 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from stream.models import CatalogItem, EventType, Interaction
+from stream.models import EventType, Interaction
 
 PERIOD_PATTERN: Final = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2]))?$")
 #: The per-id ``[plays, ms]`` maps of a month, in the order of their kinds.
@@ -70,6 +70,17 @@ _ENTRY: Final = 3
 _EXACT_SLOTS: Final = 128
 #: The counters of a user with none (never changed).
 _NO_COUNTERS: Final = array("q")
+
+
+class CatalogNames(Protocol):
+    """What Wrapped reads of a catalog entry (a :class:`~stream.models.CatalogItem` has it)."""
+
+    @property
+    def item_id(self) -> str: ...
+    @property
+    def artist(self) -> str: ...
+    @property
+    def genres(self) -> tuple[str, ...]: ...
 
 
 def month_of(timestamp: float) -> str:
@@ -179,8 +190,9 @@ class ListeningHistory:
         self.users = state["users"]
 
     # ------------------------------------------------------------------ learning
-    def learn(self, event: Interaction, info: CatalogItem | None) -> None:
-        """Count one accepted event; ``info`` is its item's catalog entry, if known."""
+    def learn(self, event: Interaction, info: CatalogNames | None) -> None:
+        """Count one accepted event; ``info`` is its item's catalog entry (or its names:
+        id, artist, genres), if known."""
         counters = self.users.get(event.user_id)
         if counters is None:
             counters = self.users[event.user_id] = array("q")

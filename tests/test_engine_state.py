@@ -63,6 +63,51 @@ def test_item_index_rows_metadata_and_removal() -> None:
     assert index.artist_items[index.artist_rows["Other"]] == [row]
 
 
+def _catalog_of_three() -> tuple[ItemIndex, list[CatalogItem]]:
+    index = ItemIndex()
+    index.add("event-only")
+    entries = [
+        CatalogItem("a", "Song A", "Aurora", ("ambient", "electronic", "chill", "extra"), 1, 5.5),
+        CatalogItem("b", "Song B", "Aurora", ("ambient", "electronic", "chill", "extra"), 2, 0.0),
+        CatalogItem("c", "Song C", "Iron Vale", ("metal",), 86_400_000, 1_764_000_000.25),
+    ]
+    for item in entries:
+        index.upsert(item)
+    return index, entries
+
+
+def test_item_index_gives_back_each_entry_exactly_sharing_names() -> None:
+    index, entries = _catalog_of_three()
+    assert [index.entry(row) for row in range(4)] == [None, *entries]
+    assert list(index.catalog) == [None, *entries] and index.catalog[-1] == entries[-1]
+    a, b = index.entry(1), index.entry(2)
+    assert a.genres is b.genres and a.artist is b.artist  # one tuple, one string for both
+    assert index.names(0) is None and index.names(3) == ("c", "Iron Vale", ("metal",))
+    index.upsert(CatalogItem("a", "Song A2", "Iron Vale", ("metal",), 3, 7.0))  # changed
+    assert index.entry(1) == CatalogItem("a", "Song A2", "Iron Vale", ("metal",), 3, 7.0)
+    assert len(index.genre_set_list) == 2  # the same genres, the same shared tuple
+
+
+def test_item_index_pickles_and_reads_an_index_pickled_with_whole_entries() -> None:
+    index, entries = _catalog_of_three()
+    restored = pickle.loads(pickle.dumps(index))
+    assert list(restored.catalog) == [None, *entries]
+    assert restored.genre_sets == index.genre_sets
+    # An index pickled before entries were kept in parts: a CatalogItem (or None) per row.
+    old = pickle.loads(pickle.dumps(index.__getstate__()))
+    old["catalog"] = [None, *entries]
+    old["genre_sets"] = {genres: genres for genres in {e.genres for e in entries}}
+    for name in ("titles", "genre_set_of", "genre_set_list"):
+        del old[name]
+    converted = ItemIndex.__new__(ItemIndex)
+    converted.__setstate__(old)
+    assert list(converted.catalog) == [None, *entries]
+    assert converted.n_catalog == 3 and converted.in_catalog("c")
+    assert converted.genre_names(1) == ["ambient", "electronic", "chill"]
+    row = converted.upsert(CatalogItem("d", "Song D", "Aurora", ("metal",), 4, 0.0))
+    assert converted.entry(row).genres is converted.entry(3).genres
+
+
 def test_item_index_grows_past_its_capacity() -> None:
     index = ItemIndex()
     rows = [index.add(f"i{n}") for n in range(500)]

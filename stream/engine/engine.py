@@ -387,7 +387,7 @@ class Engine:
                 )
             if sync is not None:
                 sync.touched.add(row)
-        if items.catalog[row] is not None:
+        if items.titles[row] is not None:
             self.taste.learn(user, items, row, weight, at=at)
 
         user.remember(row, weight, at)

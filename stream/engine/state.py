@@ -21,9 +21,8 @@ import weakref
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import replace
-from typing import ClassVar, Final
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Final, NamedTuple, overload
 
 import numpy as np
 
@@ -199,6 +198,35 @@ class DecayingVector:
             self.values[row] = 0.0
 
 
+class ItemNames(NamedTuple):
+    """The names of a catalog entry: its id, artist and genres."""
+
+    item_id: str
+    artist: str
+    genres: tuple[str, ...]
+
+
+class CatalogEntries(Sequence[CatalogItem | None]):
+    """Read-only view of an index's catalog entries by row, each built on access."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: ItemIndex) -> None:
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index.titles)
+
+    @overload
+    def __getitem__(self, row: int) -> CatalogItem | None: ...
+    @overload
+    def __getitem__(self, rows: slice) -> list[CatalogItem | None]: ...
+    def __getitem__(self, row: int | slice) -> CatalogItem | None | list[CatalogItem | None]:
+        if isinstance(row, slice):
+            return [self._index.entry(n) for n in range(len(self))[row]]
+        return self._index.entry(range(len(self))[row])
+
+
 class ItemIndex:
     """Dense rows for item ids, plus what the catalog says about each item.
 
@@ -220,13 +248,18 @@ class ItemIndex:
 
     #: (a class default for indexes pickled before it was counted)
     rule_changes = 0
-    #: Distinct genre tuples of catalog entries (``None`` in indexes pickled before it).
-    genre_sets: dict[tuple[str, ...], tuple[str, ...]] | None = None
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.rows: dict[str, int] = {}
-        self.catalog: list[CatalogItem | None] = []
+        # A catalog entry is kept in parts, not as a CatalogItem per item (~130 bytes
+        # more each): its title here (None: no entry), its artist, duration and release
+        # date in the arrays below, its genres as the number of a tuple shared by every
+        # item with the same genres. :meth:`entry` puts it back together, exactly.
+        self.titles: list[str | None] = []
+        self.genre_set_of = np.zeros(0, dtype=np.int32)
+        self.genre_sets: dict[tuple[str, ...], int] = {}
+        self.genre_set_list: list[tuple[str, ...]] = []
         self.active = np.zeros(0, dtype=bool)
         # 0 for active rows, -inf for withdrawn ones: adding it masks a score vector in place.
         self.penalty = np.zeros(0, dtype=np.float32)
@@ -243,7 +276,26 @@ class ItemIndex:
         #: Withdrawals and artist changes so far: what can make a row made before
         #: break the rules (a withdrawn item, too many of one artist).
         self.rule_changes = 0
-        self.genre_sets = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["genre_sets"]  # the inverse of genre_set_list
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        catalog = state.pop("catalog", None)
+        state.pop("genre_sets", None)
+        self.__dict__.update(state)
+        if catalog is None:
+            self.genre_sets = {genres: n for n, genres in enumerate(self.genre_set_list)}
+            return
+        # An index pickled when it kept a CatalogItem per row: split into parts, exactly.
+        self.genre_sets, self.genre_set_list = {}, []
+        self.genre_set_of = np.zeros(len(self.active), dtype=np.int32)
+        self.titles = [None if item is None else item.title for item in catalog]
+        for row, item in enumerate(catalog):
+            if item is not None:
+                self.genre_set_of[row] = self._genre_set(item.genres)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -262,7 +314,7 @@ class ItemIndex:
         row = len(self.ids)
         self.ids.append(item_id)
         self.rows[item_id] = row
-        self.catalog.append(None)
+        self.titles.append(None)
         if row >= len(self.active):
             size = row + 1
             self.active = grown(self.active, size, False)
@@ -271,6 +323,7 @@ class ItemIndex:
             self.artist_of = grown(self.artist_of, size, -1)
             self.genres_of = grown(self.genres_of, size, -1)
             self.duration_ms = grown(self.duration_ms, size, 0)
+            self.genre_set_of = grown(self.genre_set_of, size, 0)
         self.active[row] = True
         self.penalty[row] = 0.0
         return row
@@ -322,15 +375,17 @@ class ItemIndex:
         >>> index = ItemIndex()
         >>> rows = [index.upsert(CatalogItem(f"t{n}", "T", "".join(["Ada"]), ("jazz",), 1, 0.0))
         ...         for n in range(2)]
-        >>> index.catalog[0].artist is index.catalog[1].artist, index.catalog[1].genres
+        >>> index.entry(0).artist is index.entry(1).artist, index.entry(1).genres
         (True, ('jazz',))
+        >>> index.entry(1) == CatalogItem("t1", "T", "Ada", ("jazz",), 1, 0.0)
+        True
         """
         row = self.add(item.item_id)
-        if self.catalog[row] is None:
+        if self.titles[row] is None:
             self.n_catalog += 1
         artist = self._artist_row(item.artist)
-        item = self._sharing_names(item, artist)
-        self.catalog[row] = item
+        self.titles[row] = item.title
+        self.genre_set_of[row] = self._genre_set(item.genres)
         self.active[row] = True
         self.penalty[row] = 0.0
         self.released_at[row] = item.released_at
@@ -347,23 +402,41 @@ class ItemIndex:
         self.duration_ms[row] = item.duration_ms
         return row
 
-    def _sharing_names(self, item: CatalogItem, artist_row: int) -> CatalogItem:
-        """``item`` with the index's own artist string (row ``artist_row``) and genre tuple."""
-        artist = self.artists[artist_row]
-        if self.genre_sets is None:
-            self.genre_sets = {}
-        genres = self.genre_sets.get(item.genres)
-        if genres is None:
-            # A genre new to the index keeps this item's string: upsert makes it the index's.
+    def _genre_set(self, genres: tuple[str, ...]) -> int:
+        """Number of the shared tuple equal to ``genres``, added (with the index's own
+        genre strings where it has them) if new."""
+        number = self.genre_sets.get(genres)
+        if number is None:
             rows = self.genre_rows
-            genres = tuple(
-                genre if (row := rows.get(genre)) is None else self.genres[row]
-                for genre in item.genres
+            shared = tuple(
+                genre if (row := rows.get(genre)) is None else self.genres[row] for genre in genres
             )
-            self.genre_sets[genres] = genres
-        if artist is item.artist and genres is item.genres:
-            return item
-        return replace(item, artist=artist, genres=genres)
+            number = self.genre_sets[shared] = len(self.genre_set_list)
+            self.genre_set_list.append(shared)
+        return number
+
+    def entry(self, row: int) -> CatalogItem | None:
+        """The catalog entry of ``row`` as it was upserted, ``None`` if it has none."""
+        title = self.titles[row]
+        if title is None:
+            return None
+        return CatalogItem(
+            self.ids[row],
+            title,
+            self.artists[self.artist_of[row]],
+            self.genre_set_list[self.genre_set_of[row]],
+            int(self.duration_ms[row]),
+            float(self.released_at[row]),
+        )
+
+    @property
+    def catalog(self) -> CatalogEntries:
+        """Every row's catalog entry (``None`` where it has none), by row."""
+        return CatalogEntries(self)
+
+    def has_entry(self, row: int) -> bool:
+        """Whether the catalog announced the item of ``row`` (withdrawn or not)."""
+        return self.titles[row] is not None
 
     def in_catalog(self, item_id: str) -> bool:
         """Whether the catalog announced ``item_id`` and has not withdrawn it.
@@ -374,7 +447,7 @@ class ItemIndex:
         (False, False)
         """
         row = self.rows.get(item_id)
-        return row is not None and self.catalog[row] is not None and bool(self.active[row])
+        return row is not None and self.titles[row] is not None and bool(self.active[row])
 
     def remove(self, item_id: str) -> bool:
         """Withdraw an item: it keeps its row but is never recommended again."""
@@ -388,16 +461,27 @@ class ItemIndex:
 
     def label(self, row: int) -> str:
         """Title when known, else the id (for reasons a person reads)."""
-        item = self.catalog[row]
-        return item.title if item is not None else self.ids[row]
+        title = self.titles[row]
+        return title if title is not None else self.ids[row]
 
     def artist_name(self, row: int) -> str | None:
-        item = self.catalog[row]
-        return item.artist if item is not None else None
+        return None if self.titles[row] is None else self.artists[self.artist_of[row]]
 
     def genre_names(self, row: int) -> list[str]:
-        item = self.catalog[row]
-        return list(item.genres[:MAX_ITEM_GENRES]) if item is not None else []
+        if self.titles[row] is None:
+            return []
+        return list(self.genre_set_list[self.genre_set_of[row]][:MAX_ITEM_GENRES])
+
+    def names(self, row: int) -> ItemNames | None:
+        """Id, artist and genres of ``row``'s catalog entry (``None`` if it has none):
+        what Wrapped counts, without building the whole entry."""
+        if self.titles[row] is None:
+            return None
+        return ItemNames(
+            self.ids[row],
+            self.artists[self.artist_of[row]],
+            self.genre_set_list[self.genre_set_of[row]],
+        )
 
     def catalog_duration(self, row: int) -> int | None:
         duration = int(self.duration_ms[row])
