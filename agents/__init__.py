@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 
+from stream.allocator import fix_mmap_threshold
 from stream.checkpoint import Checkpointer
 from stream.contracts import Rejection, encode_dead_letter
 from stream.engine import Engine, EngineConfig
@@ -85,6 +86,7 @@ def open_worker_state() -> None:
     """
     from stream.app import app
 
+    fix_mmap_threshold()  # before the state grows: see stream.allocator
     seconds = warm_up(worker_pipeline().engine.config)
     logger.info("compiled code loaded in %.2fs", seconds)
 

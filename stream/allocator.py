@@ -29,6 +29,35 @@ DEFAULT_MIN_FREE_BYTES = 32 * 1024 * 1024
 TRIM_INTERVAL_SECONDS = 5.0
 
 
+#: Blocks at least this large get pages of their own (mmap), handed back when freed.
+MMAP_THRESHOLD_BYTES = 256 * 1024
+#: ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (glibc's malloc.h).
+_M_MMAP_THRESHOLD = -3
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Serve every block of ``threshold`` bytes or more with pages of its own; whether it
+    could (glibc only).
+
+    glibc starts at 128 KiB but raises the threshold each time such a block is freed,
+    up to 32 MiB, after which large blocks come from the heap: a freed one stays
+    resident until a trim, and a ``calloc`` reusing heap memory writes zeros over all
+    of it. So the spare capacity of a grown numpy array (zeros never touched) is
+    resident or not depending on the heap's history, and a worker's RSS wanders by
+    tens of MiB with it. A fixed threshold disables the raising: large blocks are
+    always mapped, their untouched zeros cost nothing, and freeing one unmaps it. The
+    price is a ``mmap``/``munmap`` per large block (a fetched record set, a grown
+    array), microseconds per megabyte.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt(_M_MMAP_THRESHOLD, threshold) == 1
+
+
 class _MallInfo2(ctypes.Structure):
     """glibc's ``struct mallinfo2`` (2.33+): every field a ``size_t``."""
 

@@ -44,3 +44,34 @@ def test_no_trim_while_little_is_free():
         "allocator_free_bytes_at_last_trim": None,
         "allocator_last_trim_seconds": None,
     }
+
+
+_LARGE_BLOCKS = """
+import sys
+import numpy as np
+from stream.allocator import AllocatorTrimmer, fix_mmap_threshold
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold()
+free_before = AllocatorTrimmer().free_bytes()
+for _ in range(3):  # each block freed before the next one is made
+    block = np.ones(4 * 1024 * 1024 // 8)
+    del block
+print(AllocatorTrimmer().free_bytes() - free_before)
+"""
+
+
+@pytest.mark.parametrize("threshold", ["fixed", "glibc default"])
+def test_with_a_fixed_mmap_threshold_a_freed_large_block_leaves_the_heap_at_once(threshold):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _LARGE_BLOCKS, threshold], capture_output=True, text=True, check=True
+    )
+    kept_free = int(run.stdout)
+    if threshold == "fixed":
+        assert kept_free < 1024 * 1024  # unmapped when freed: nothing left over
+    else:
+        # glibc raised its threshold when the first block was freed: the next ones came
+        # from the heap, and (most of) the last one's 4 MiB stay there, freed but held
+        assert kept_free >= 3 * 1024 * 1024
