@@ -163,6 +163,7 @@ class Pipeline:
         self.rerank_after = rerank_after
         self._experiment = experiment or Experiment("none", 0.0)
         self._history = ListeningHistory() if history is None else history
+        self._history.attach_items(engine.items)  # Wrapped numbers items by the engine's rows
         self.rules = RuleSet()
         self.metrics = ExperimentMetrics()
         #: user_id -> (country, device) of the user's latest event (rule segments)
@@ -263,8 +264,7 @@ class Pipeline:
         self.freshness.accepted(outcome.user_id, produced_at)
         self._user_context[outcome.user_id] = self._context(outcome.country, outcome.device)
         items = self.engine.items
-        row = items.row(outcome.item_id)
-        self._history.learn(outcome, None if row is None else items.names(row))
+        self._history.learn(outcome, items.names(items.rows[outcome.item_id]))
         self.metrics.on_event(outcome)
         self.last_event_processed_at = self.clock()
         if self.first_event_processed_at is None:
@@ -748,6 +748,7 @@ class Pipeline:
         for name in self._STATE:
             if name in state:  # counters added later start at 0 from older snapshots
                 setattr(self, name, state[name])
+        self._history.attach_items(self.engine.items)
 
     def delivered(self, user_id: str, encoded: bytes, *, at: float) -> None:
         """The broker acknowledged ``user_id``'s list (wire bytes ``encoded``) at ``at``.

@@ -35,13 +35,15 @@ each month its entries followed by a trailer of :data:`TRAILER` slots::
     n_items, n_artists, n_genres,           entries of each kind
     month * 2 + truncated                   month = year * 12 + month - 1
 
-An entry's key is ``3 * name + kind`` (kind 0 item, 1 artist, 2 genre),
-where ``name`` numbers the id or name in a vocabulary shared by every user. A
-month's keys are sorted, so an entry is found by a binary search. A
-user with a couple of events costs a few hundred bytes instead of a few
-kilobytes of dicts, lists and ``int`` objects. Every name counted stays in the
-vocabulary (about 60 bytes each), as the engine's item index keeps every item
-id it has seen.
+An entry's key is ``3 * number + kind`` (kind 0 item, 1 artist, 2 genre). An
+item's number is its row in an item index -- the engine's, once a pipeline
+attaches it (:meth:`ListeningHistory.attach_items`), so Wrapped keeps no second
+copy of the catalog's ids (about 80 bytes per item) -- and an artist's or
+genre's numbers its name in a vocabulary shared by every user. A month's keys
+are sorted, so an entry is found by a binary search. A user with a couple of
+events costs a few hundred bytes instead of a few kilobytes of dicts, lists and
+``int`` objects. Every name counted stays numbered, as the engine's item index
+keeps every item id it has seen.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -70,6 +72,31 @@ _ENTRY: Final = 3
 _EXACT_SLOTS: Final = 128
 #: The counters of a user with none (never changed).
 _NO_COUNTERS: Final = array("q")
+
+
+class ItemNumbers(Protocol):
+    """Numbers of item ids (an engine's :class:`~stream.engine.state.ItemIndex` is one)."""
+
+    @property
+    def ids(self) -> Sequence[str]: ...
+    def add(self, item_id: str) -> int: ...
+
+
+class _OwnItemNumbers:
+    """The item numbers of a history no item index was attached to: ids in first-seen order."""
+
+    __slots__ = ("ids", "rows")
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self.ids = list(ids)
+        self.rows = {item_id: number for number, item_id in enumerate(self.ids)}
+
+    def add(self, item_id: str) -> int:
+        number = self.rows.get(item_id)
+        if number is None:
+            number = self.rows[item_id] = len(self.ids)
+            self.ids.append(item_id)
+        return number
 
 
 class CatalogNames(Protocol):
@@ -156,19 +183,27 @@ class ListeningHistory:
         self.max_entries = max_entries
         #: user_id -> the user's counters (layout in the module's docstring)
         self.users: dict[str, array] = {}
-        # Ids and names counted by any user, numbered in first-seen order.
+        # Artist and genre names counted by any user, numbered in first-seen order.
         self._names: list[str] = []
         self._numbers: dict[str, int] = {}
+        self._items: ItemNumbers = _OwnItemNumbers()
+        self._attached = False  # whether _items is an index attached by attach_items
+        # A restored history numbered by an index to be attached (it does not know it yet).
+        self._numbered_by_attached = False
 
     def __repr__(self) -> str:
         return f"ListeningHistory(max_months={self.max_months}, max_entries={self.max_entries})"
 
     def __getstate__(self) -> dict[str, Any]:
+        """Without the attached item index: it is the engine's, pickled with the engine,
+        and attached again after a restore (items numbered by it: ``item_ids`` None)."""
+        attached = self._attached or self._numbered_by_attached
         return {
             "max_months": self.max_months,
             "max_entries": self.max_entries,
             "users": self.users,
             "names": self._names,
+            "item_ids": None if attached else list(self._items.ids),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -177,6 +212,9 @@ class ListeningHistory:
         self.users = {}
         self._names = []
         self._numbers = {}
+        self._items = _OwnItemNumbers()
+        self._attached = False
+        self._numbered_by_attached = False
         if "names" not in state:  # a checkpoint of MonthCounters dicts: converted exactly
             self.import_users(
                 {
@@ -188,6 +226,40 @@ class ListeningHistory:
         self._names = state["names"]
         self._numbers = {name: number for number, name in enumerate(self._names)}
         self.users = state["users"]
+        if "item_ids" not in state:
+            # Pickled when items shared the names' vocabulary: an item's number is its
+            # name's there (attach_items renumbers them by the attached index).
+            self._items = _OwnItemNumbers(self._names)
+        elif state["item_ids"] is None:
+            self._numbered_by_attached = True
+        else:
+            self._items = _OwnItemNumbers(state["item_ids"])
+
+    def attach_items(self, items: ItemNumbers) -> None:
+        """Number items by ``items`` (an engine's item index) from now on.
+
+        The counters so far are renumbered to it, unless they were pickled from a
+        history numbered by the index attached then (the same engine's, restored
+        with it). The index must live as long as this history and never renumber.
+
+        >>> from stream.engine.state import ItemIndex
+        >>> from stream.models import EventType, Interaction
+        >>> history, index = ListeningHistory(), ItemIndex()
+        >>> history.learn(Interaction("e1", "u1", "t9", EventType.PLAY, 0.0), None)
+        >>> _ = index.add("t1")
+        >>> history.attach_items(index)
+        >>> index.ids, history.summary("u1", "1970")["top_items"][0]["id"]
+        (['t1', 't9'], 't9')
+        """
+        if not self._numbered_by_attached and self.users:
+            own = self._items.ids
+            for user_id, counters in self.users.items():
+                self.users[user_id] = _renumbered(
+                    counters, {n: items.add(own[n]) for n in _item_numbers(counters)}
+                )
+        self._items = items
+        self._attached = True
+        self._numbered_by_attached = False
 
     # ------------------------------------------------------------------ learning
     def learn(self, event: Interaction, info: CatalogNames | None) -> None:
@@ -211,9 +283,7 @@ class ListeningHistory:
             played = 1
         # where the month's entries start (new ones go after it: it does not move)
         start = trailer - _ENTRY * _entries(counters, trailer)
-        # the catalog's copy of the id when known: the one string the item index holds
-        item_id = event.item_id if info is None else info.item_id
-        trailer = self._count(counters, start, trailer, _ITEM, item_id, played, ms)
+        trailer = self._count_item(counters, start, trailer, event.item_id, played, ms)
         if info is not None:
             trailer = self._count(counters, start, trailer, _ARTIST, info.artist, played, ms)
             for genre in info.genres:
@@ -251,31 +321,39 @@ class ListeningHistory:
         del counters[:cut]
         return insert_at - cut if insert_at >= cut else -1
 
+    def _count_item(
+        self, counters: array, start: int, trailer: int, item_id: str, plays: int, ms: int
+    ) -> int:
+        return self._add(counters, start, trailer, _ITEM, self._items.add(item_id), plays, ms)
+
     def _count(
         self, counters: array, start: int, trailer: int, kind: int, name: str, plays: int, ms: int
     ) -> int:
-        """Add to the entry for ``name`` of the month whose entries are ``start:trailer``;
-        returns where the month's trailer starts now."""
+        """Add to the entry for artist or genre ``name`` of the month whose entries are
+        ``start:trailer``; returns where the month's trailer starts now."""
         number = self._numbers.get(name)
-        n_entries = (trailer - start) // _ENTRY
-        keys_end = start + n_entries
-        if number is None:
-            position = keys_end  # a name new to every user: its key is the largest yet
-        else:
-            key = _KINDS * number + kind
-            position = bisect_left(counters, key, start, keys_end)
-            if position < keys_end and counters[position] == key:
-                values = keys_end + 2 * (position - start)
-                counters[values] += plays
-                counters[values + 1] += ms
-                return trailer
-        if counters[trailer + _N_ENTRIES + kind] >= self.max_entries:
-            counters[trailer + _MONTH] |= 1  # truncated
-            return trailer
         if number is None:
             number = self._numbers[name] = len(self._names)
             self._names.append(name)
-            key = _KINDS * number + kind
+        return self._add(counters, start, trailer, kind, number, plays, ms)
+
+    def _add(
+        self, counters: array, start: int, trailer: int, kind: int, number: int, plays: int, ms: int
+    ) -> int:
+        """Add to the entry of ``kind`` and ``number`` of the month whose entries are
+        ``start:trailer``; returns where the month's trailer starts now."""
+        n_entries = (trailer - start) // _ENTRY
+        keys_end = start + n_entries
+        key = _KINDS * number + kind
+        position = bisect_left(counters, key, start, keys_end)
+        if position < keys_end and counters[position] == key:
+            values = keys_end + 2 * (position - start)
+            counters[values] += plays
+            counters[values + 1] += ms
+            return trailer
+        if counters[trailer + _N_ENTRIES + kind] >= self.max_entries:
+            counters[trailer + _MONTH] |= 1  # truncated
+            return trailer
         counters.insert(position, key)
         values = keys_end + 1 + 2 * (position - start)
         counters[values:values] = array("q", (plays, ms))
@@ -349,7 +427,7 @@ class ListeningHistory:
         entries: tuple[dict[str, list[int]], ...] = ({}, {}, {})
         for key, plays, ms in _entries_of(counters, trailer):
             number, kind = divmod(key, _KINDS)
-            entries[kind][self._names[number]] = [plays, ms]
+            entries[kind][self._name(kind, number)] = [plays, ms]
         return {
             "events": counters[trailer + _EVENTS],
             "plays": counters[trailer + _PLAYS],
@@ -369,10 +447,13 @@ class ListeningHistory:
                 if counts[kind] >= self.max_entries:
                     truncated = True
                     break
-                number = self._numbers.get(key)
-                if number is None:
-                    number = self._numbers[key] = len(self._names)
-                    self._names.append(key)
+                if kind == _ITEM:
+                    number = self._items.add(key)
+                else:
+                    number = self._numbers.get(key)
+                    if number is None:
+                        number = self._numbers[key] = len(self._names)
+                        self._names.append(key)
                 entries.append((_KINDS * number + kind, int(plays), int(ms)))
                 counts[kind] += 1
         entries.sort()
@@ -419,16 +500,47 @@ class ListeningHistory:
             "replays": replays,
             "minutes_played": _minutes(ms),
             "skip_rate": None if not events else round(skips / events, 4),
-            "top_items": self._top(tops[_ITEM], top),
-            "top_artists": self._top(tops[_ARTIST], top),
-            "top_genres": self._top(tops[_GENRE], top),
+            "top_items": self._top(_ITEM, tops[_ITEM], top),
+            "top_artists": self._top(_ARTIST, tops[_ARTIST], top),
+            "top_genres": self._top(_GENRE, tops[_GENRE], top),
             "truncated": truncated,
         }
 
-    def _top(self, totals: dict[int, list[int]], k: int) -> list[dict[str, Any]]:
-        named = [(self._names[number], total) for number, total in totals.items()]
+    def _name(self, kind: int, number: int) -> str:
+        return self._items.ids[number] if kind == _ITEM else self._names[number]
+
+    def _top(self, kind: int, totals: dict[int, list[int]], k: int) -> list[dict[str, Any]]:
+        named = [(self._name(kind, number), total) for number, total in totals.items()]
         ranked = sorted(named, key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:k]
         return [{"id": key, "plays": plays, "minutes": _minutes(ms)} for key, (plays, ms) in ranked]
+
+
+def _item_numbers(counters: array) -> set[int]:
+    """Numbers of the items counted in any month of ``counters``."""
+    return {
+        key // _KINDS
+        for trailer in _trailers(counters)
+        for key, _, _ in _entries_of(counters, trailer)
+        if key % _KINDS == _ITEM
+    }
+
+
+def _renumbered(counters: array, items: dict[int, int]) -> array:
+    """``counters`` with every item number ``n`` replaced by ``items[n]`` (entries re-sorted)."""
+    months = []
+    for trailer in _trailers(counters):
+        entries = sorted(
+            (_KINDS * items[key // _KINDS] if key % _KINDS == _ITEM else key, plays, ms)
+            for key, plays, ms in _entries_of(counters, trailer)
+        )
+        months.append((entries, counters[trailer : trailer + TRAILER]))
+    out = array("q")
+    for entries, trailer_slots in reversed(months):  # _trailers gives the newest first
+        out.extend(key for key, _, _ in entries)
+        for _, plays, ms in entries:
+            out.extend((plays, ms))
+        out.extend(trailer_slots)
+    return out
 
 
 def _in_period(month: str, period: str) -> bool:

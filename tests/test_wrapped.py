@@ -292,3 +292,70 @@ def test_a_light_user_costs_a_few_hundred_bytes():
         tracemalloc.stop()
     per_user = held / 1_999
     assert per_user < 400, f"{per_user:.0f} bytes per user"
+
+
+def test_a_pipelines_wrapped_numbers_items_by_the_engines_rows_and_restores_with_it():
+    clock = parse_time("2026-11-22T18:00:00Z")
+    pipeline = Pipeline(Engine(EngineConfig()), clock=lambda: clock)
+    for n, item in enumerate(["s1", "s2", "s1", "s3"]):
+        raw = orjson.dumps(
+            {
+                "event_id": f"e{n}",
+                "type": "play",
+                "user_id": f"u{n % 2}",
+                "item_id": item,
+                "occurred_at": format_time(clock - 60 + n),
+                "ms_played": 60_000 * (n + 1),
+            }
+        )
+        pipeline.ingest_event(raw, key=f"u{n % 2}".encode(), event_type=EventType.PLAY)
+    history = pipeline._history
+    assert history._items is pipeline.engine.items  # no second list of the item ids
+    assert history.__getstate__()["item_ids"] is None
+    before = [history.summary(user, "2026-11") for user in ("u0", "u1")]
+    assert [[e["id"] for e in summary["top_items"]] for summary in before] == [["s1"], ["s3", "s2"]]
+    assert before[0]["top_items"][0] == {"id": "s1", "plays": 2, "minutes": 4.0}
+    restored = Pipeline(Engine(EngineConfig()), clock=lambda: clock)
+    restored.restore(pipeline.snapshot())
+    assert restored._history._items is restored.engine.items
+    assert [restored._history.summary(user, "2026-11") for user in ("u0", "u1")] == before
+
+
+def test_a_history_pickled_when_items_shared_the_names_vocabulary_is_renumbered_exactly():
+    from array import array
+
+    from stream.engine.state import ItemIndex
+
+    # Hand-written counters of that layout: one user, November 2026, vocabulary
+    # ["s1", "Band", "rock", "s2"]. Keys 3 * number + kind: s1 0, Band 4, rock 8, s2 9.
+    month = 2026 * 12 + 10
+    counters = array("q", [0, 4, 8, 9])  # keys, sorted
+    counters.extend([2, 360_000, 2, 360_000, 2, 360_000, 1, 60_000])  # plays, ms of each
+    counters.extend([3, 3, 0, 0, 420_000, 2, 1, 1, month * 2])  # the month's trailer
+    old_state = {
+        "max_months": 13,
+        "max_entries": 200,
+        "users": {"u1": counters},
+        "names": ["s1", "Band", "rock", "s2"],
+    }
+    history = ListeningHistory.__new__(ListeningHistory)
+    history.__setstate__(pickle.loads(pickle.dumps(old_state)))
+    index = ItemIndex()
+    for item_id in ("x", "s2", "y"):  # rows unlike the old numbers, s2 before s1
+        index.add(item_id)
+    history.attach_items(index)
+    assert index.ids == ["x", "s2", "y", "s1"]
+    summary = history.summary("u1", "2026-11")
+    assert summary["events"] == 3 and summary["minutes_played"] == 7.0
+    assert summary["top_items"] == [
+        {"id": "s1", "plays": 2, "minutes": 6.0},
+        {"id": "s2", "plays": 1, "minutes": 1.0},
+    ]
+    assert summary["top_artists"] == [{"id": "Band", "plays": 2, "minutes": 6.0}]
+    assert summary["top_genres"] == [{"id": "rock", "plays": 2, "minutes": 6.0}]
+    history.learn(_event(9, "s2", ms=120_000, at=parse_time("2026-11-20T00:00:00Z")), None)
+    assert history.summary("u1", "2026-11")["top_items"][1] == {
+        "id": "s2",
+        "plays": 2,
+        "minutes": 3.0,
+    }
