@@ -484,6 +484,52 @@ def test_snapshots_keep_bases_only_where_not_yet_taken(world, events) -> None:
     assert len(sharing.snapshot()) < 1.05 * len(alone.snapshot())
 
 
+def test_factor_bases_are_kept_only_for_rows_changed_since_the_last_take(world, events) -> None:
+    engine = fresh(world)
+    for event in events[:2_000]:
+        engine.learn(event)
+    engine.take_item_updates()
+    sync = engine.item_sync
+    assert sync.mf_touched == {}  # no copy of the factor matrix: every base is its value
+    for event in events[2_000:2_040]:
+        engine.learn(event)
+    learned_rows = set(engine.factors.learned_rows)
+    assert 0 < len(sync.mf_touched) < 0.5 * len(learned_rows)
+    for row, base in sync.mf_touched.items():
+        # the factors before the first change since the take (or None: the initial ones)
+        if base is not None:
+            latents, bias = base
+            assert latents.dtype == np.float32 and isinstance(bias, float)
+            assert not np.array_equal(latents, engine.factors.item_factors[row])
+
+
+def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(
+    world, events
+) -> None:
+    engine = fresh(world)
+    for event in events[:500]:
+        engine.learn(event)
+    engine.take_item_updates()
+    for event in events[500:800]:
+        engine.learn(event)
+    state = pickle.loads(pickle.dumps(engine.__getstate__()))
+    packed = state["item_sync"]
+    # As the earlier code pickled it: a set of touched rows, the (empty) full base arrays.
+    packed.mf_touched = set(packed.pending["factor_rows"].tolist())
+    packed.factor_base = np.zeros((0, engine.factors.n_factors), dtype=np.float32)
+    packed.bias_base = np.zeros(0)
+    packed.has_base = np.zeros(0, dtype=bool)
+    old = Engine.__new__(Engine)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert not hasattr(old.item_sync, "factor_base")
+    for learner in (engine, old):
+        for event in events[800:900]:
+            learner.learn(event)
+    assert encode_item_updates(old.take_item_updates()) == encode_item_updates(
+        engine.take_item_updates()
+    )
+
+
 def test_snapshots_from_before_item_updates_owe_nothing(world, events) -> None:
     engine = fresh(world)
     for event in events[:500]:

@@ -188,15 +188,17 @@ class FactorModel:
         *,
         may_sample: bool = True,
         item_id: str | None = None,
-        changed: set[int] | None = None,
+        changed: dict[int, tuple[np.ndarray, float] | None] | None = None,
     ) -> None:
         """One labelled (user, item) pair, plus sampled negatives after a positive.
 
         ``may_sample=False`` lets the caller forbid negatives (for example an item
         the user has interacted with can't be a negative for them). ``item_id``
         keys the initial factors of an item new to the model (the row when
-        omitted); ``changed``, when given, receives every row whose item
-        parameters this call updated.
+        omitted). ``changed``, when given, receives every row whose item
+        parameters this call updates and that it does not hold yet, with the
+        row's factors and bias before the update (``None`` for an item new to the
+        model, which starts from its initial factors).
         """
         river = self.river
         # Latents in float32 (half the memory of River's float64 default; SGD updates them
@@ -204,17 +206,22 @@ class FactorModel:
         if user_id not in river.u_latents:
             river.u_latents[user_id] = self._fresh_latents()
         if row not in river.i_latents:
+            if changed is not None and row not in changed:
+                changed[row] = None
             river.i_latents[row] = self.initial_latents(str(row) if item_id is None else item_id)
+        elif changed is not None and row not in changed:
+            changed[row] = (self.item_factors[row].copy(), float(self.item_bias_exact[row]))
         # River's SGD writes the item's factors and bias straight into this model's arrays.
         river.learn_one(user_id, row, label)
-        if changed is not None:
-            changed.add(row)
         if label <= 0 or not may_sample:
             return
         for negative in self._negatives(row):
+            if changed is not None and negative not in changed:
+                changed[negative] = (
+                    self.item_factors[negative].copy(),
+                    float(self.item_bias_exact[negative]),
+                )
             river.learn_one(user_id, negative, 0.0)
-            if changed is not None:
-                changed.add(negative)
 
     def learn_user(self, user_id: str, row: int, label: float, *, may_sample: bool = True) -> None:
         """:meth:`learn` for the user's parameters only: the item side stays as it is.

@@ -54,7 +54,7 @@ import base64
 import binascii
 import copy
 import math
-from collections.abc import Hashable, Iterator
+from collections.abc import Collection, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -417,7 +417,7 @@ def decode_item_updates(data: bytes) -> ItemUpdates:
 
 
 # ====================================================================== bookkeeping
-def _rows_array(rows: set[int]) -> np.ndarray:
+def _rows_array(rows: Collection[int]) -> np.ndarray:
     return np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
 
 
@@ -441,27 +441,27 @@ class ItemSync:
     value and base alike, so it never shows in a take.
 
     Bases of the decayed counts are full copies of the count vectors (made at
-    the first take), in the vectors' forward-decay frame; the factor base holds
-    the taken factors of each item, and otherwise stands for the item's initial
-    factors (recomputed from seed and id when needed). A base differs from the
+    the first take), in the vectors' forward-decay frame. A base differs from the
     engine's value only on the rows changed since the last take, so a pickle
     keeps just those differences (:meth:`packed`, :meth:`unpack`, called by the
     engine's pickling): snapshots grow with the changes not yet taken, not with
-    the catalog.
+    the catalog. Factor bases are kept *only* for those rows: :attr:`mf_touched`
+    maps each row whose factors changed since the last take to its factors and
+    bias before the first of those changes (``None``: the item's initial factors,
+    recomputed from seed and id when needed). Every other row's base is its value,
+    so a worker holds no second copy of the factor matrix (~140 bytes per item).
     """
 
     def __init__(self, half_life: float) -> None:
         self.touched: set[int] = set()
-        self.mf_touched: set[int] = set()
+        #: row -> (factors, bias) before its first change since the last take (None: initial)
+        self.mf_touched: dict[int, tuple[np.ndarray, float] | None] = {}
         self.journal = PairJournal(half_life)
         # Per decayed count vector: its base values and the origin they are relative to.
         self.bases: dict[Hashable, tuple[np.ndarray, float | None]] = {}
         self.n_events = 0
         self.n_skips = 0
         self.mean = (0.0, 0.0)
-        self.factor_base = np.zeros((0, 0), dtype=np.float32)
-        self.bias_base = np.zeros(0)
-        self.has_base = np.zeros(0, dtype=bool)
         self.n_taken = 0
         self.n_applied = 0
         # Set on a packed copy only (for pickling): what the bases hold beyond the engine's values.
@@ -477,7 +477,7 @@ class ItemSync:
         """
         sync = cls(engine.cooccurrence.half_life)
         sync.touched = set(range(len(engine.items)))
-        sync.mf_touched = set(engine.factors.learned_rows)
+        sync.mf_touched = dict.fromkeys(engine.factors.learned_rows)  # owed since the initial
         cooc = engine.cooccurrence
         if cooc.origin is not None:
             first, second, strengths = cooc.kept_pairs()
@@ -498,11 +498,7 @@ class ItemSync:
         sync.n_events = engine.popularity.n_events
         sync.n_skips = engine.popularity.n_skips
         sync.mean = engine.factors.mean_state()
-        learned = np.array(engine.factors.learned_rows, dtype=np.int64)
-        sync._reserve_factors(engine, size)
-        sync.factor_base[learned], sync.bias_base[learned] = engine.factors.item_parameters(learned)
-        sync.has_base[learned] = True
-        return sync
+        return sync  # no factors owed: every row's base is its value
 
     # ------------------------------------------------------------------ pickling
     def packed(self, engine: Engine) -> ItemSync:
@@ -518,19 +514,22 @@ class ItemSync:
         for key, vector in self._vectors(engine):
             counts[key] = self._base(key, vector, size)[rows]
         factor_rows = _rows_array(self.mf_touched)
-        self._reserve_factors(engine, size)
+        kept = [self.mf_touched[row] for row in factor_rows.tolist()]
+        factor_base = np.zeros((len(kept), engine.factors.n_factors), dtype=np.float32)
+        bias_base = np.zeros(len(kept))
+        for i, base in enumerate(kept):
+            if base is not None:
+                factor_base[i], bias_base[i] = base
         packed = copy.copy(self)
         packed.bases = {}
-        packed.factor_base = np.zeros((0, engine.factors.n_factors), dtype=np.float32)
-        packed.bias_base = np.zeros(0)
-        packed.has_base = np.zeros(0, dtype=bool)
+        packed.mf_touched = {}  # in pending
         packed.pending = {
             "rows": rows,
             "counts": counts,
             "factor_rows": factor_rows,
-            "factor_base": self.factor_base[factor_rows],
-            "bias_base": self.bias_base[factor_rows],
-            "has_base": self.has_base[factor_rows],
+            "factor_base": factor_base,
+            "bias_base": bias_base,
+            "has_base": np.array([base is not None for base in kept], dtype=bool),
         }
         return packed
 
@@ -546,15 +545,15 @@ class ItemSync:
             kept = pending["counts"].get(key)
             base[rows] = 0.0 if kept is None else kept  # a vector new since: base 0
             self.bases[key] = (base, vector.origin)
-        factors = engine.factors
-        self._reserve_factors(engine, size)
-        learned = np.array(factors.learned_rows, dtype=np.int64)
-        self.factor_base[learned], self.bias_base[learned] = factors.item_parameters(learned)
-        self.has_base[learned] = True
-        factor_rows = pending["factor_rows"]
-        self.factor_base[factor_rows] = pending["factor_base"]
-        self.bias_base[factor_rows] = pending["bias_base"]
-        self.has_base[factor_rows] = pending["has_base"]
+        # (Pickles made when the factor bases were full arrays carry them empty.)
+        for name in ("factor_base", "bias_base", "has_base"):
+            self.__dict__.pop(name, None)
+        self.mf_touched = {
+            row: (pending["factor_base"][i].copy(), float(pending["bias_base"][i]))
+            if pending["has_base"][i]
+            else None
+            for i, row in enumerate(pending["factor_rows"].tolist())
+        }
 
     # ------------------------------------------------------------------ take
     def take(self, engine: Engine) -> ItemUpdates | None:
@@ -587,7 +586,7 @@ class ItemSync:
         n_skips = popularity.n_skips - self.n_skips
         self.n_events, self.n_skips = popularity.n_events, popularity.n_skips
         self.touched = set()
-        self.mf_touched = set()
+        self.mf_touched = {}
         self.journal.clear()
         self.n_taken += 1
 
@@ -645,9 +644,6 @@ class ItemSync:
         base_latents, base_biases = self._factor_bases(engine, rows)
         delta_latents = latents - base_latents
         delta_biases = biases - base_biases
-        self.factor_base[rows] = latents
-        self.bias_base[rows] = biases
-        self.has_base[rows] = True
         changed = (delta_latents != 0).any(axis=1) | (delta_biases != 0)
         return rows[changed], delta_latents[changed], delta_biases[changed]
 
@@ -696,9 +692,13 @@ class ItemSync:
             engine.factors.add_to_items(
                 targets, ids, deltas.latents, deltas.biases, starts=base_latents
             )
-            self.factor_base[targets] = base_latents + deltas.latents
-            self.bias_base[targets] = base_biases + deltas.biases
-            self.has_base[targets] = True
+            touched = self.mf_touched
+            for i, row in enumerate(targets.tolist()):
+                if row in touched:  # elsewhere the base is the value, which moved alike
+                    touched[row] = (
+                        base_latents[i] + deltas.latents[i],
+                        float(base_biases[i] + deltas.biases[i]),
+                    )
         engine.factors.add_to_mean(updates.mean_weight, updates.mean_total)
         self.mean = (self.mean[0] + updates.mean_weight, self.mean[1] + updates.mean_total)
         self.n_applied += 1
@@ -759,23 +759,21 @@ class ItemSync:
         self.bases[key] = (base, origin)
         return base
 
-    def _reserve_factors(self, engine: Engine, size: int) -> None:
-        n_factors = engine.factors.n_factors
-        if self.factor_base.shape[1] != n_factors:
-            self.factor_base = np.zeros((0, n_factors), dtype=np.float32)
-        self.factor_base = grown(self.factor_base, size)
-        self.bias_base = grown(self.bias_base, size)
-        self.has_base = grown(self.has_base, size, False)
-
     def _factor_bases(self, engine: Engine, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Base factors and biases of ``rows``: taken or applied ones, else the initial ones."""
-        self._reserve_factors(engine, len(engine.items))
-        latents = self.factor_base[rows]
-        biases = self.bias_base[rows]
-        fresh = np.flatnonzero(~self.has_base[rows])
-        ids = engine.items.ids
+        """Base factors and biases of ``rows`` changed since the last take (kept before the
+        first change, else the initial ones) and of rows the model does not know (the initial
+        ones); zeros for the others (their base is their value)."""
         factors = engine.factors
-        for i in fresh.tolist():
-            latents[i] = factors.initial_latents(ids[int(rows[i])])
-            biases[i] = 0.0
+        latents = np.zeros((len(rows), factors.n_factors), dtype=np.float32)
+        biases = np.zeros(len(rows))
+        ids, touched, learned = engine.items.ids, self.mf_touched, factors.learned
+        for i, row in enumerate(rows.tolist()):
+            if row in touched:
+                base = touched[row]
+                if base is not None:
+                    latents[i], biases[i] = base
+                    continue
+            elif row < len(learned) and learned[row]:
+                continue
+            latents[i] = factors.initial_latents(ids[row])
         return latents, biases
