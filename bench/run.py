@@ -20,9 +20,10 @@ or ``--broker``):
    produced. A reader on ``recommendations`` times every list: freshness = the
    list's arrival - the produce time of its ``last_event_id``.
 5. **Memory.** A third fresh worker: RSS at rest, after the catalog entries of
-   25,000 + 25,000 items (each step followed by one play of every item it added),
-   and after events of 50,000 + 50,000 new users -> bytes per played item and
-   per user beyond the base (each second step's growth over what it added).
+   4 x 12,500 items (each step followed by one play of every item it added), and
+   after events of 50,000 + 50,000 new users -> bytes per played item beyond the
+   base (the slope of RSS over the items), and per user (the second step's growth
+   over its users).
 6. **Scale-out.** The same catalog and events, drained by one worker and then by
    two workers of one consumer group (fresh topics and group per run; distinct
    ``ENCORE_WORKER_ID``, web port and data dir, one shared checkpoint dir):
@@ -93,6 +94,8 @@ TARGET_FRESHNESS_P50_MS: Final = 50.0
 TARGET_FRESHNESS_P99_MS: Final = 250.0
 TARGET_MEMORY_USERS: Final = 100_000
 TARGET_MEMORY_ITEMS: Final = 50_000
+#: Steps the memory run's items come in (the first pays the fixed base; a slope over all).
+MEMORY_ITEM_STEPS: Final = 4
 TARGET_BYTES_PER_USER: Final = 2 * 1024
 TARGET_BYTES_PER_ITEM: Final = 1 * 1024
 PACED_SHARE_OF_MAX: Final = 0.8
@@ -502,9 +505,9 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
     # Deferred publishing by default: today's publisher needs milliseconds per list, and
     # 100,000 users would be 100,000 lists. What is measured is then the learned state.
     extra_env = {} if config.memory_publish else {"ENCORE_PUBLISH_INTERVAL_MS": str(3_600_000)}
-    # Items in two steps too: the second one's growth is the per-item cost beyond the base.
-    half = len(items) // 2
-    item_halves = [items[:half], items[half:]]
+    # Items in steps too: beyond the first, their growth is the per-item cost beyond the base.
+    per_step = -(-len(items) // MEMORY_ITEM_STEPS)
+    item_parts = [items[start : start + per_step] for start in range(0, len(items), per_step)]
     with encore_worker(bootstrap, topics, PARTITIONS, work_dir, "memory", extra_env) as worker:
 
         async def measure() -> dict[str, Any]:
@@ -524,7 +527,9 @@ def memory_phase(bootstrap: str, config: BenchConfig, work_dir: Path) -> dict[st
                         )
                     ),
                 )
-                for step_items, first in zip(item_halves, (0, half), strict=True)
+                for step_items, first in zip(
+                    item_parts, range(0, len(items), per_step), strict=True
+                )
             ]
             try:
                 return await measure_memory(
@@ -841,7 +846,7 @@ def print_tables(console: Any, document: dict[str, Any]) -> None:
             f"{memory['after_item_plays_rss_mib']} MiB, +{memory['users']:,} users "
             f"{memory['after_users_rss_mib']} MiB -> "
             f"{memory['kib_per_item'] * 1024:,.0f} bytes/item played once beyond the base "
-            f"(the last {memory['items_per_step'][-1]:,} items; "
+            f"(the slope over {len(memory['items_per_step'])} steps; "
             f"{memory['kib_per_item_in_catalog'] * 1024:,.0f} in the catalog only; "
             f"{memory['kib_per_item_average'] * 1024:,.0f} on average), "
             f"{memory['kib_per_user'] * 1024:,.0f} bytes/user beyond the base "
@@ -1022,10 +1027,11 @@ NOTES: Final = {
     "differ only in ENCORE_WORKER_ID, ENCORE_WEB_PORT and ENCORE_DATA_DIR and share "
     "ENCORE_CHECKPOINT_DIR; each learns from the partitions it is assigned.",
     "memory": "RSS (VmRSS) of a fresh worker, each reading taken one allocator-trim period "
-    "after the step. Items come in two steps, each its catalog entries and then one play "
-    "of every item. Per item = the growth during the last item step / its items: the cost "
-    "of a played item beyond the fixed base (kib_per_item_in_catalog: the catalog entries "
-    "alone; kib_per_item_average: (after every item's play - base) / items, the fixed base "
+    "after the step. Items come in steps, each its catalog entries and then one play "
+    "of every item. Per item = the least-squares slope of RSS after each step's plays over "
+    "the items so far: the cost of a played item beyond the fixed base the first step pays "
+    "(kib_per_item_in_catalog: the later catalog steps' growth over their items; "
+    "kib_per_item_average: (after every item's play - base) / items, the fixed base "
     "included). Per user = the growth during the last step of new users / its users: the "
     "cost per user beyond the fixed base (kib_per_user_average: over all users, since the "
     "item plays). "

@@ -606,13 +606,16 @@ async def measure_memory(
 
     Per item, two figures: the catalog's growth (an item never played), and that plus
     the growth from one play of each item (an item that has been played: what a
-    catalog in service costs). Per user likewise. Each is given twice: the cost
-    beyond the fixed base -- the growth during the *last* step over what it added --
-    and the average since the base. The first step pays the fixed base (the buffers,
+    catalog in service costs). Each is given twice: the cost beyond the fixed base and
+    the average since the base. The first step pays the fixed base (the buffers,
     bounded caches and rings the first messages fill, and allocator arenas that the
-    first batches' short-lived objects leave behind), so the two differ by that base
-    spread over the items or users. With ``lists_deferred`` the worker was started
-    with a publishing interval longer than the run, so no list is waited for.
+    first batches' short-lived objects leave behind). Beyond it, the cost of a played
+    item is the least-squares slope of RSS after each step's plays over the items so
+    far (one reading off by a transient buffer moves a slope over several steps less
+    than a difference of two readings); the catalog's is the mean growth of the later
+    catalog steps. Per user: the growth during the last step over its users, and the
+    average. With ``lists_deferred`` the worker was started with a publishing interval
+    longer than the run, so no list is waited for.
     """
     await asyncio.sleep(2.0)  # let start-up allocations settle before the base reading
     base = rss_kib(worker.pid)
@@ -653,8 +656,10 @@ async def measure_memory(
     seconds = time.monotonic() - started
     stats = await worker.stats()
     n_users = sum(users_per_step)
-    last_items = item_steps[-1].n_items
-    before_last_items, last_catalog = readings[-3], readings[-2]
+    cumulative = np.cumsum([step.n_items for step in item_steps])
+    after_plays = readings[2::2]
+    later = range(1, len(item_steps))  # the steps after the first, which paid the fixed base
+    catalog_growth = sum(readings[2 * k + 1] - readings[2 * k] for k in later)
     before_last = after_steps[-2] if len(after_steps) > 1 else after_item_plays
     return {
         "items": items_so_far,
@@ -668,8 +673,10 @@ async def measure_memory(
         "after_each_item_step_rss_mib": [round(kib / 1024, 1) for kib in readings[1:]],
         "after_each_step_rss_mib": [round(kib / 1024, 1) for kib in after_steps],
         "after_users_rss_mib": round(after_steps[-1] / 1024, 1),
-        "kib_per_item_in_catalog": round((last_catalog - before_last_items) / last_items, 3),
-        "kib_per_item": round((after_item_plays - before_last_items) / last_items, 3),
+        "kib_per_item_in_catalog": round(
+            catalog_growth / sum(item_steps[k].n_items for k in later), 3
+        ),
+        "kib_per_item": round(float(np.polyfit(cumulative, after_plays, 1)[0]), 3),
         "kib_per_item_in_catalog_average": round(
             sum(readings[i + 1] - readings[i] for i in range(0, len(readings) - 1, 2))
             / items_so_far,

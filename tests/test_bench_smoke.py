@@ -115,9 +115,9 @@ def test_memory_figures(results):
     # two steps of items and of new users, each second step's growth being the figure
     # --quick: one event per user, after one play of each of the 300 items
     assert memory["users_per_step"] == [250, 250] and memory["events"] == 300 + 500
-    assert memory["items_per_step"] == [150, 150]
+    assert memory["items_per_step"] == [75, 75, 75, 75]
     assert memory["after_item_plays_rss_mib"] == memory["after_each_item_step_rss_mib"][-1] > 0
-    assert len(memory["after_each_item_step_rss_mib"]) == 4  # catalog, plays; catalog, plays
+    assert len(memory["after_each_item_step_rss_mib"]) == 8  # catalog, plays, in each step
     assert isinstance(memory["kib_per_item_average"], float)
     assert isinstance(memory["kib_per_item_in_catalog_average"], float)
     assert isinstance(memory["kib_per_item_in_catalog"], float)
