@@ -503,9 +503,7 @@ def test_factor_bases_are_kept_only_for_rows_changed_since_the_last_take(world, 
             assert not np.array_equal(latents, engine.factors.item_factors[row])
 
 
-def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(
-    world, events
-) -> None:
+def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(world, events) -> None:
     engine = fresh(world)
     for event in events[:500]:
         engine.learn(event)
