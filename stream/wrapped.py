@@ -333,6 +333,9 @@ class ListeningHistory:
         ``start:trailer``; returns where the month's trailer starts now."""
         number = self._numbers.get(name)
         if number is None:
+            if counters[trailer + _N_ENTRIES + kind] >= self.max_entries:
+                counters[trailer + _MONTH] |= 1  # truncated: a name nobody counted stays out
+                return trailer
             number = self._numbers[name] = len(self._names)
             self._names.append(name)
         return self._add(counters, start, trailer, kind, number, plays, ms)
@@ -422,8 +425,8 @@ class ListeningHistory:
         return sum(self.users.pop(user_id, None) is not None for user_id in user_ids)
 
     def _month_dict(self, counters: array, trailer: int) -> dict[str, Any]:
-        """A month as :meth:`export_users` writes it (entries by key: names first counted by
-        anyone first)."""
+        """A month as :meth:`export_users` writes it (entries by key: items in the order of
+        their numbers, artists and genres names first counted by anyone first)."""
         entries: tuple[dict[str, list[int]], ...] = ({}, {}, {})
         for key, plays, ms in _entries_of(counters, trailer):
             number, kind = divmod(key, _KINDS)
