@@ -372,8 +372,6 @@ class Engine:
                     event.user_id, row, weight, may_sample=not user.has_seen(row)
                 )
         if item_side:
-            if sync is not None and row not in sync.touched:
-                sync.keep_count_bases(self, row)
             self.popularity.learn(row, positive=not is_skip, at=at, device=event.device)
             if not is_skip:
                 self.cooccurrence.learn_recent(

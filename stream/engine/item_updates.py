@@ -62,7 +62,7 @@ import numpy as np
 import orjson
 
 from stream.engine.cooccurrence import PairJournal
-from stream.engine.state import DecayingVector
+from stream.engine.state import DecayingVector, grown
 
 if TYPE_CHECKING:
     from stream.engine.engine import Engine
@@ -421,23 +421,12 @@ def _rows_array(rows: Collection[int]) -> np.ndarray:
     return np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
 
 
-class _CountBase:
-    """The bases of one count vector's rows changed since the last take, relative to
-    ``origin`` (the vector's forward-decay origin when they were last aligned)."""
-
-    __slots__ = ("origin", "values")
-
-    def __init__(self, origin: float | None) -> None:
-        self.origin = origin
-        self.values: dict[int, float] = {}
-
-    def align(self, vector: DecayingVector) -> None:
-        """Follow ``vector`` if it moved its origin (and rescaled its values) since."""
-        if self.origin != vector.origin:
-            if self.origin is not None and vector.origin is not None and self.values:
-                scale = 2.0 ** ((self.origin - vector.origin) / vector.half_life)
-                self.values = {row: value * scale for row, value in self.values.items()}
-            self.origin = vector.origin
+def _padded(values: np.ndarray, size: int) -> np.ndarray:
+    """A copy of ``values`` cut or padded with zeros to ``size`` rows."""
+    out = np.zeros(size)
+    n = min(size, len(values))
+    out[:n] = values[:n]
+    return out
 
 
 class ItemSync:
@@ -451,19 +440,16 @@ class ItemSync:
     applied since -- and moves the base to the current value. An apply adds to
     value and base alike, so it never shows in a take.
 
-    A base differs from the engine's value only on the rows changed since the
-    last take, so bases are kept for those rows only, and every other row's base
-    is its value: a worker holds no second copy of the factor matrix or of the
-    count vectors (~140 bytes per item, and 8 per item and count vector).
-    :attr:`mf_touched` maps each row whose factors changed since the last take to
-    its factors and bias before the first of those changes (``None``: the item's
-    initial factors, recomputed from seed and id when needed). :attr:`bases` holds,
-    per decayed count vector, the values before the first change since the last
-    take of the rows changed (:class:`_CountBase`, in the vector's forward-decay
-    frame); a vector without an entry owes everything it holds (new since the last
-    take, or nothing taken yet). A pickle keeps the bases of the changed rows
-    (:meth:`packed`, :meth:`unpack`, called by the engine's pickling): snapshots
-    grow with the changes not yet taken, not with the catalog.
+    Bases of the decayed counts are full copies of the count vectors (made at
+    the first take), in the vectors' forward-decay frame. A base differs from the
+    engine's value only on the rows changed since the last take, so a pickle
+    keeps just those differences (:meth:`packed`, :meth:`unpack`, called by the
+    engine's pickling): snapshots grow with the changes not yet taken, not with
+    the catalog. Factor bases are kept *only* for those rows: :attr:`mf_touched`
+    maps each row whose factors changed since the last take to its factors and
+    bias before the first of those changes (``None``: the item's initial factors,
+    recomputed from seed and id when needed). Every other row's base is its value,
+    so a worker holds no second copy of the factor matrix (~140 bytes per item).
     """
 
     def __init__(self, half_life: float) -> None:
@@ -471,8 +457,8 @@ class ItemSync:
         #: row -> (factors, bias) before its first change since the last take (None: initial)
         self.mf_touched: dict[int, tuple[np.ndarray, float] | None] = {}
         self.journal = PairJournal(half_life)
-        # Per decayed count vector: the bases of the rows changed since the last take.
-        self.bases: dict[Hashable, _CountBase] = {}
+        # Per decayed count vector: its base values and the origin they are relative to.
+        self.bases: dict[Hashable, tuple[np.ndarray, float | None]] = {}
         self.n_events = 0
         self.n_skips = 0
         self.mean = (0.0, 0.0)
@@ -506,8 +492,9 @@ class ItemSync:
         items' initial factors were random, so "since the start" is unknown).
         """
         sync = cls(engine.cooccurrence.half_life)
+        size = len(engine.items)
         for key, vector in sync._vectors(engine):
-            sync.bases[key] = _CountBase(vector.origin)
+            sync.bases[key] = (vector.raw(size).copy(), vector.origin)
         sync.n_events = engine.popularity.n_events
         sync.n_skips = engine.popularity.n_skips
         sync.mean = engine.factors.mean_state()
@@ -525,7 +512,7 @@ class ItemSync:
         rows = _rows_array(self.touched)
         counts = {}
         for key, vector in self._vectors(engine):
-            counts[key] = self._bases_of(key, vector, rows, size)
+            counts[key] = self._base(key, vector, size)[rows]
         factor_rows = _rows_array(self.mf_touched)
         kept = [self.mf_touched[row] for row in factor_rows.tolist()]
         factor_base = np.zeros((len(kept), engine.factors.n_factors), dtype=np.float32)
@@ -551,15 +538,13 @@ class ItemSync:
         pending, self.pending = self.pending, None
         if pending is None:
             return
-        rows = pending["rows"].tolist()
-        self.bases = {}
+        size = len(engine.items)
+        rows = pending["rows"]
         for key, vector in self._vectors(engine):
+            base = _padded(vector.values, size)
             kept = pending["counts"].get(key)
-            base = self.bases[key] = _CountBase(vector.origin)
-            if kept is None:  # a vector new since the pickle was made: base 0
-                base.values = dict.fromkeys(rows, 0.0)
-            else:
-                base.values = dict(zip(rows, kept.tolist(), strict=True))
+            base[rows] = 0.0 if kept is None else kept  # a vector new since: base 0
+            self.bases[key] = (base, vector.origin)
         # (Pickles made when the factor bases were full arrays carry them empty.)
         for name in ("factor_base", "bias_base", "has_base"):
             self.__dict__.pop(name, None)
@@ -585,8 +570,10 @@ class ItemSync:
         counts: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
         if len(rows):
             for key, vector in self._vectors(engine):
+                base = self._base(key, vector, size)
                 current = vector.raw(size)[rows]
-                delta = current - self._bases_of(key, vector, rows, size)
+                delta = current - base[rows]
+                base[rows] = current
                 changed = np.flatnonzero(delta)
                 if len(changed):
                     scale = 2.0 ** ((vector.origin - ref) / vector.half_life)
@@ -600,8 +587,6 @@ class ItemSync:
         self.n_events, self.n_skips = popularity.n_events, popularity.n_skips
         self.touched = set()
         self.mf_touched = {}
-        for key, vector in self._vectors(engine):  # every base is its value again
-            self.bases[key] = _CountBase(vector.origin)
         self.journal.clear()
         self.n_taken += 1
 
@@ -668,6 +653,7 @@ class ItemSync:
         self.check(engine, updates)
         items = engine.items
         rows = np.array([items.add(item_id) for item_id in updates.item_ids], dtype=np.int64)
+        size = len(items)
         ref = updates.reference_time
         popularity = engine.popularity
         for key, counts in updates.counts():
@@ -680,17 +666,8 @@ class ItemSync:
                 vector = self._vector(engine, key)
             targets = rows[counts.items]
             vector.add_many(targets, counts.values, at=ref)
-            base = self.bases.get(key)
-            if base is None:  # a vector that owes everything: its changed rows owe it
-                base = self.bases[key] = _CountBase(vector.origin)
-                base.values = dict.fromkeys(self.touched, 0.0)
-            base.align(vector)
-            kept = base.values
-            if kept:  # elsewhere the base is the value, which moved alike
-                added = counts.values * 2.0 ** ((ref - vector.origin) / vector.half_life)
-                for row, amount in zip(targets.tolist(), added.tolist(), strict=True):
-                    if row in kept:
-                        kept[row] += amount
+            base = self._base(key, vector, size)
+            base[targets] += counts.values * 2.0 ** ((ref - vector.origin) / vector.half_life)
         if len(rows):
             popularity.n_rows = max(popularity.n_rows, int(rows.max()) + 1)
         popularity.n_events += updates.n_events
@@ -766,32 +743,21 @@ class ItemSync:
         }
         return vectors[key]  # type: ignore[index]
 
-    def _bases_of(
-        self, key: Hashable, vector: DecayingVector, rows: np.ndarray, size: int
-    ) -> np.ndarray:
-        """The bases of ``rows`` in ``vector``, in its current forward-decay frame."""
-        base = self.bases.get(key)
-        if base is None:
-            return np.zeros(len(rows))  # the vector owes everything
-        base.align(vector)
-        out = vector.raw(size)[rows]
-        kept = base.values
-        if kept:
-            for i, row in enumerate(rows.tolist()):
-                found = kept.get(row)
-                if found is not None:
-                    out[i] = found
-        return out
-
-    def keep_count_bases(self, engine: Engine, row: int) -> None:
-        """Keep ``row``'s values in every count vector as its bases, before the first change
-        since the last take (the engine calls this for a row not yet :attr:`touched`)."""
-        for key, vector in self._vectors(engine):
-            base = self.bases.get(key)
-            if base is not None and row not in base.values:
-                base.align(vector)
-                values = vector.values
-                base.values[row] = float(values[row]) if row < len(values) else 0.0
+    def _base(self, key: Hashable, vector: DecayingVector, size: int) -> np.ndarray:
+        """The base of ``vector``, in its current forward-decay frame, ``size`` rows or more."""
+        found = self.bases.get(key)
+        if found is None:
+            base, origin = np.zeros(max(size, 64)), vector.origin
+        else:
+            base, origin = found
+            if origin != vector.origin:
+                # The vector moved its origin (and rescaled its values) since: follow it.
+                if origin is not None and vector.origin is not None:
+                    base *= 2.0 ** ((origin - vector.origin) / vector.half_life)
+                origin = vector.origin
+            base = grown(base, size)
+        self.bases[key] = (base, origin)
+        return base
 
     def _factor_bases(self, engine: Engine, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Base factors and biases of ``rows`` changed since the last take (kept before the
