@@ -503,6 +503,40 @@ def test_factor_bases_are_kept_only_for_rows_changed_since_the_last_take(world, 
             assert not np.array_equal(latents, engine.factors.item_factors[row])
 
 
+def test_updates_across_a_forward_decay_rescale_add_up_exactly_elsewhere(world, events) -> None:
+    """Counts learned before and after 70 trending half-lives (the trending vector moves
+    its origin and rescales) reach a replica as they are at the sender."""
+    sender, replica = fresh(world), fresh(world)
+    late = 70 * sender.config.trending_half_life
+    moved = [
+        Interaction(
+            e.event_id + "-late",
+            e.user_id,
+            e.item_id,
+            e.type,
+            e.timestamp + late,
+            ms_played=e.ms_played,
+            duration_ms=e.duration_ms,
+        )
+        for e in events[:300]
+    ]
+    origins = []
+    for batch in (events[:300], events[300:320], moved):
+        for event in batch:
+            sender.learn(event)
+        updates = sender.take_item_updates()
+        replica.apply_item_updates(decode_item_updates(encode_item_updates(updates)))
+        origins.append(sender.popularity.recent_plays.origin)
+    assert origins[0] == origins[1] != origins[2]  # the last batch moved the origin
+    now = moved[-1].timestamp
+    size = len(sender.items)
+    for name in ("plays", "recent_plays", "skips"):
+        ours = getattr(sender.popularity, name).vector(size, now=now)
+        theirs = getattr(replica.popularity, name).vector(len(replica.items), now=now)
+        rows = [replica.items.rows[item_id] for item_id in sender.items.ids]
+        np.testing.assert_allclose(theirs[rows], ours, rtol=1e-9, atol=1e-300)
+
+
 def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(world, events) -> None:
     engine = fresh(world)
     for event in events[:500]:
