@@ -521,13 +521,14 @@ def test_updates_across_a_forward_decay_rescale_add_up_exactly_elsewhere(world, 
         for e in events[:300]
     ]
     origins = []
-    for batch in (events[:300], events[300:320], moved):
+    # The last take spans the move: what was learned before it is rescaled with the vector.
+    for batch in (events[:300], events[300:320] + moved):
         for event in batch:
             sender.learn(event)
+            origins.append(sender.popularity.recent_plays.origin)
         updates = sender.take_item_updates()
         replica.apply_item_updates(decode_item_updates(encode_item_updates(updates)))
-        origins.append(sender.popularity.recent_plays.origin)
-    assert origins[0] == origins[1] != origins[2]  # the last batch moved the origin
+    assert origins[0] == origins[319] != origins[-1]  # the moved events moved the origin
     now = moved[-1].timestamp
     size = len(sender.items)
     for name in ("plays", "recent_plays", "skips"):
@@ -560,6 +561,46 @@ def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(worl
     assert encode_item_updates(old.take_item_updates()) == encode_item_updates(
         engine.take_item_updates()
     )
+
+
+def test_a_snapshot_made_when_count_bases_were_full_copies_is_read_as_journals(
+    world, events
+) -> None:
+    engine = fresh(world)
+    for event in events[:500]:
+        engine.learn(event)
+    engine.take_item_updates()
+    for event in events[500:800]:
+        engine.learn(event)
+    state = pickle.loads(pickle.dumps(engine.__getstate__()))
+    sync = state["item_sync"]
+    rows = sync.pending["rows"]
+    size = len(engine.items)
+    # As the earlier code pickled it: the vectors without journals, and in the pending
+    # part the bases of the touched rows (their values less what was learned since).
+    old_counts = {}
+    for key, vector in sync._vectors(_Restorable(state)):
+        journal = vector.__dict__.pop("journal")
+        learned = np.array([journal.get(row, 0.0) for row in rows.tolist()])
+        old_counts[key] = vector.raw(size)[rows] - learned
+    del state["popularity"].__dict__["journal_new_vectors"]
+    sync.pending["counts"] = old_counts
+    old = Engine.__new__(Engine)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    ours, theirs = engine.take_item_updates(), old.take_item_updates()
+    assert ours.item_ids == theirs.item_ids and ours.n_events == theirs.n_events == 300
+    for name in ("plays", "recent_plays", "skips", "pair_totals"):
+        mine, converted = getattr(ours, name), getattr(theirs, name)
+        np.testing.assert_array_equal(mine.items, converted.items)
+        np.testing.assert_allclose(mine.values, converted.values, rtol=1e-9)
+
+
+class _Restorable:
+    """An engine's pickled state, read as ItemSync._vectors reads an engine."""
+
+    def __init__(self, state: dict) -> None:
+        self.popularity = state["popularity"]
+        self.cooccurrence = state["cooccurrence"]
 
 
 def test_snapshots_from_before_item_updates_owe_nothing(world, events) -> None:

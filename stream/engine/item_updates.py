@@ -62,7 +62,7 @@ import numpy as np
 import orjson
 
 from stream.engine.cooccurrence import PairJournal
-from stream.engine.state import DecayingVector, grown
+from stream.engine.state import DecayingVector
 
 if TYPE_CHECKING:
     from stream.engine.engine import Engine
@@ -421,14 +421,6 @@ def _rows_array(rows: Collection[int]) -> np.ndarray:
     return np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
 
 
-def _padded(values: np.ndarray, size: int) -> np.ndarray:
-    """A copy of ``values`` cut or padded with zeros to ``size`` rows."""
-    out = np.zeros(size)
-    n = min(size, len(values))
-    out[:n] = values[:n]
-    return out
-
-
 class ItemSync:
     """What of one engine's item-side state its updates have already carried.
 
@@ -440,16 +432,17 @@ class ItemSync:
     applied since -- and moves the base to the current value. An apply adds to
     value and base alike, so it never shows in a take.
 
-    Bases of the decayed counts are full copies of the count vectors (made at
-    the first take), in the vectors' forward-decay frame. A base differs from the
-    engine's value only on the rows changed since the last take, so a pickle
-    keeps just those differences (:meth:`packed`, :meth:`unpack`, called by the
-    engine's pickling): snapshots grow with the changes not yet taken, not with
-    the catalog. Factor bases are kept *only* for those rows: :attr:`mf_touched`
-    maps each row whose factors changed since the last take to its factors and
-    bias before the first of those changes (``None``: the item's initial factors,
-    recomputed from seed and id when needed). Every other row's base is its value,
-    so a worker holds no second copy of the factor matrix (~140 bytes per item).
+    Nothing is kept for the rows unchanged since the last take: a worker holds no
+    second copy of the factor matrix (~140 bytes per item) nor of the count
+    vectors (8 bytes per item and vector, and there is a vector per context).
+    :attr:`mf_touched` maps each row whose factors changed since the last take to
+    its factors and bias before the first of those changes (``None``: the item's
+    initial factors, recomputed from seed and id when needed). Each decayed count
+    vector journals the increments learning made since the last take
+    (:attr:`DecayingVector.journal`, in the vector's forward-decay frame; what an
+    apply adds is not journaled), and a take sends and clears them. A pickle keeps
+    just the changes not yet taken (:meth:`packed`, :meth:`unpack`, called by the
+    engine's pickling): snapshots grow with them, not with the catalog.
     """
 
     def __init__(self, half_life: float) -> None:
@@ -457,14 +450,13 @@ class ItemSync:
         #: row -> (factors, bias) before its first change since the last take (None: initial)
         self.mf_touched: dict[int, tuple[np.ndarray, float] | None] = {}
         self.journal = PairJournal(half_life)
-        # Per decayed count vector: its base values and the origin they are relative to.
-        self.bases: dict[Hashable, tuple[np.ndarray, float | None]] = {}
         self.n_events = 0
         self.n_skips = 0
         self.mean = (0.0, 0.0)
         self.n_taken = 0
         self.n_applied = 0
-        # Set on a packed copy only (for pickling): what the bases hold beyond the engine's values.
+        # Set on a packed copy only (for pickling): what the bases hold beyond the engine's values
+        # (the factor bases; the count vectors carry their journals themselves).
         self.pending: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ creation
@@ -482,6 +474,11 @@ class ItemSync:
         if cooc.origin is not None:
             first, second, strengths = cooc.kept_pairs()
             sync.journal.append(first, second, strengths, at=cooc.origin)
+        for _, vector in sync._vectors(engine):  # all of it owed, as if journaled so far
+            values = vector.values
+            rows = np.flatnonzero(values)
+            vector.journal = dict(zip(rows.tolist(), values[rows].tolist(), strict=True))
+        engine.popularity.journal_new_vectors = True
         return sync
 
     @classmethod
@@ -492,9 +489,9 @@ class ItemSync:
         items' initial factors were random, so "since the start" is unknown).
         """
         sync = cls(engine.cooccurrence.half_life)
-        size = len(engine.items)
-        for key, vector in sync._vectors(engine):
-            sync.bases[key] = (vector.raw(size).copy(), vector.origin)
+        for _, vector in sync._vectors(engine):
+            vector.journal = {}
+        engine.popularity.journal_new_vectors = True
         sync.n_events = engine.popularity.n_events
         sync.n_skips = engine.popularity.n_skips
         sync.mean = engine.factors.mean_state()
@@ -508,11 +505,7 @@ class ItemSync:
         :meth:`unpack` rebuilds the rest from the engine's values (everywhere
         else the base equals the value, bit for bit: applies add the same to both).
         """
-        size = len(engine.items)
         rows = _rows_array(self.touched)
-        counts = {}
-        for key, vector in self._vectors(engine):
-            counts[key] = self._base(key, vector, size)[rows]
         factor_rows = _rows_array(self.mf_touched)
         kept = [self.mf_touched[row] for row in factor_rows.tolist()]
         factor_base = np.zeros((len(kept), engine.factors.n_factors), dtype=np.float32)
@@ -521,11 +514,10 @@ class ItemSync:
             if base is not None:
                 factor_base[i], bias_base[i] = base
         packed = copy.copy(self)
-        packed.bases = {}
         packed.mf_touched = {}  # in pending
         packed.pending = {
             "rows": rows,
-            "counts": counts,
+            "counts": None,  # journaled in the vectors (pickled with the engine)
             "factor_rows": factor_rows,
             "factor_base": factor_base,
             "bias_base": bias_base,
@@ -538,13 +530,20 @@ class ItemSync:
         pending, self.pending = self.pending, None
         if pending is None:
             return
-        size = len(engine.items)
-        rows = pending["rows"]
-        for key, vector in self._vectors(engine):
-            base = _padded(vector.values, size)
-            kept = pending["counts"].get(key)
-            base[rows] = 0.0 if kept is None else kept  # a vector new since: base 0
-            self.bases[key] = (base, vector.origin)
+        if pending["counts"] is not None:
+            # Pickled when the bases of the count vectors were full copies: the bases of the
+            # rows changed since the take, whose increments since are the journal.
+            size = len(engine.items)
+            rows = pending["rows"]
+            for key, vector in self._vectors(engine):
+                kept = pending["counts"].get(key)  # None: a vector new since, base 0
+                owed = vector.raw(size)[rows] - (0.0 if kept is None else kept)
+                changed = np.flatnonzero(owed)
+                vector.journal = dict(
+                    zip(rows[changed].tolist(), owed[changed].tolist(), strict=True)
+                )
+            engine.popularity.journal_new_vectors = True
+        self.__dict__.pop("bases", None)
         # (Pickles made when the factor bases were full arrays carry them empty.)
         for name in ("factor_base", "bias_base", "has_base"):
             self.__dict__.pop(name, None)
@@ -565,19 +564,17 @@ class ItemSync:
         ref = popularity.last_time
         if ref is None:  # nothing counted: only possible for an engine without events
             ref = 0.0
-        size = len(engine.items)
-        rows = _rows_array(self.touched)
         counts: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
-        if len(rows):
-            for key, vector in self._vectors(engine):
-                base = self._base(key, vector, size)
-                current = vector.raw(size)[rows]
-                delta = current - base[rows]
-                base[rows] = current
-                changed = np.flatnonzero(delta)
-                if len(changed):
-                    scale = 2.0 ** ((vector.origin - ref) / vector.half_life)
-                    counts[key] = (rows[changed], delta[changed] * scale)
+        for key, vector in self._vectors(engine):
+            journal, vector.journal = vector.journal, {}
+            if not journal:  # (None: a vector that did not journal owes nothing known)
+                continue
+            rows = _rows_array(journal)
+            delta = np.array([journal[row] for row in rows.tolist()])
+            changed = np.flatnonzero(delta)
+            if len(changed):
+                scale = 2.0 ** ((vector.origin - ref) / vector.half_life)
+                counts[key] = (rows[changed], delta[changed] * scale)
         first, second, amounts = self.journal.coalesced(at=ref)
         factor_rows, latents, biases = self._take_factors(engine)
         weight, total = engine.factors.mean_state()
@@ -653,7 +650,6 @@ class ItemSync:
         self.check(engine, updates)
         items = engine.items
         rows = np.array([items.add(item_id) for item_id in updates.item_ids], dtype=np.int64)
-        size = len(items)
         ref = updates.reference_time
         popularity = engine.popularity
         for key, counts in updates.counts():
@@ -664,10 +660,7 @@ class ItemSync:
                 key = ("context", *context)
             else:
                 vector = self._vector(engine, key)
-            targets = rows[counts.items]
-            vector.add_many(targets, counts.values, at=ref)
-            base = self._base(key, vector, size)
-            base[targets] += counts.values * 2.0 ** ((ref - vector.origin) / vector.half_life)
+            vector.add_many(rows[counts.items], counts.values, at=ref)  # not journaled
         if len(rows):
             popularity.n_rows = max(popularity.n_rows, int(rows.max()) + 1)
         popularity.n_events += updates.n_events
@@ -742,22 +735,6 @@ class ItemSync:
             "pair_totals": engine.cooccurrence.totals,
         }
         return vectors[key]  # type: ignore[index]
-
-    def _base(self, key: Hashable, vector: DecayingVector, size: int) -> np.ndarray:
-        """The base of ``vector``, in its current forward-decay frame, ``size`` rows or more."""
-        found = self.bases.get(key)
-        if found is None:
-            base, origin = np.zeros(max(size, 64)), vector.origin
-        else:
-            base, origin = found
-            if origin != vector.origin:
-                # The vector moved its origin (and rescaled its values) since: follow it.
-                if origin is not None and vector.origin is not None:
-                    base *= 2.0 ** ((origin - vector.origin) / vector.half_life)
-                origin = vector.origin
-            base = grown(base, size)
-        self.bases[key] = (base, origin)
-        return base
 
     def _factor_bases(self, engine: Engine, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Base factors and biases of ``rows`` changed since the last take (kept before the

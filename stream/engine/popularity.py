@@ -53,6 +53,10 @@ class Popularity:
         Distinct devices tracked for context popularity; later ones share "other".
     """
 
+    #: Whether a context vector made from now on journals its increments (for item
+    #: updates: :class:`~stream.engine.item_updates.ItemSync`); False in older pickles.
+    journal_new_vectors = False
+
     def __init__(
         self,
         half_life: float,
@@ -75,6 +79,13 @@ class Popularity:
         self.n_events = 0
         self.n_skips = 0
         self.last_time: float | None = None
+        self.journal_new_vectors = False
+
+    def _new_vector(self) -> DecayingVector:
+        vector = DecayingVector(self.half_life)
+        if self.journal_new_vectors:
+            vector.journal = {}
+        return vector
 
     def _device(self, device: str | None) -> str:
         name = normalise_device(device)
@@ -102,7 +113,7 @@ class Popularity:
         key = self._context_key(at, device)
         counts = self.by_context.get(key)
         if counts is None:
-            counts = self.by_context[key] = DecayingVector(self.half_life)
+            counts = self.by_context[key] = self._new_vector()
         counts.add(row, 1.0, at=at)
 
     def context_counts(self, bucket: int, device: str) -> tuple[tuple[int, str], DecayingVector]:
@@ -121,7 +132,7 @@ class Popularity:
         key = (bucket, OTHER_DEVICE if device == OTHER_DEVICE else self._device(device))
         counts = self.by_context.get(key)
         if counts is None:
-            counts = self.by_context[key] = DecayingVector(self.half_life)
+            counts = self.by_context[key] = self._new_vector()
         return key, counts
 
     def forget_item(self, row: int) -> None:

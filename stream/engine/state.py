@@ -136,6 +136,10 @@ class DecayingVector:
     (0.5, 0.25, 0.0)
     """
 
+    #: Increments :meth:`add` made since the journal was last taken, by row, in the
+    #: stored frame (``None``: not journaled; a class default for older pickles).
+    journal: dict[int, float] | None = None
+
     def __init__(self, half_life: float) -> None:
         self.half_life = half_life
         self.values = np.zeros(0, dtype=np.float64)
@@ -145,17 +149,32 @@ class DecayingVector:
         self.origin, factor, rescale = forward_decay(self.origin, at, self.half_life)
         if rescale != 1.0:
             self.values *= rescale
+            if self.journal:
+                self.journal = {row: value * rescale for row, value in self.journal.items()}
         return factor
 
     def add(self, row: int, weight: float, *, at: float) -> None:
-        """Add ``weight`` to ``row`` at event time ``at``."""
+        """Add ``weight`` to ``row`` at event time ``at`` (journaled, if journaling).
+
+        >>> counts = DecayingVector(half_life=10.0)
+        >>> counts.journal = {}
+        >>> counts.add(3, 1.0, at=0.0); counts.add(3, 2.0, at=0.0)
+        >>> counts.journal
+        {3: 3.0}
+        """
         factor = self._factor(at)
         if row >= len(self.values):
             self.values = grown(self.values, row + 1)
-        self.values[row] += weight * factor
+        amount = weight * factor
+        self.values[row] += amount
+        journal = self.journal
+        if journal is not None:
+            journal[row] = journal.get(row, 0.0) + amount
 
     def add_many(self, rows: np.ndarray, weights: np.ndarray, *, at: float) -> None:
         """Add ``weights[i]`` to ``rows[i]``, each valued at event time ``at`` (rows distinct).
+
+        Never journaled: it adds what was learned elsewhere (item updates).
 
         >>> counts = DecayingVector(half_life=10.0)
         >>> counts.add_many(np.array([0, 2]), np.array([1.0, 4.0]), at=10.0)
