@@ -12,7 +12,8 @@ This runs the prequential protocol of :mod:`stream.evaluation` (recall@10,
 NDCG@10) over one simulated log, for one engine and for ``--workers`` engines
 exchanging item updates every ``--every`` events of the stream (each answering
 for its own users, as a worker does), and prints the ratio. Updates go through
-the wire encoding, as between workers.
+the wire encoding, as between workers (:class:`stream.parallel_evaluation.SharingReplicas`;
+``encore evaluate --processes N`` runs the same computation in N processes).
 
 Usage::
 
@@ -25,77 +26,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
 
 from stream.engine import Engine, EngineConfig  # noqa: E402
-from stream.engine.item_updates import decode_item_updates, encode_item_updates  # noqa: E402
 from stream.evaluation import EvaluationReport, evaluate  # noqa: E402
-from stream.models import CatalogItem, Interaction  # noqa: E402
+from stream.parallel_evaluation import SharingReplicas  # noqa: E402
 from stream.simulator import World, WorldConfig  # noqa: E402
 
 K = 10
-
-
-class SharingEngines:
-    """``workers`` engines as one recommender: users by hash, item updates every ``every`` events.
-
-    Each event is learned by its user's engine only; every ``every`` events each
-    engine takes its item updates and every other engine applies them (encoded
-    and decoded, as on the wire). ``rank`` and ``predict_skip`` ask the user's
-    engine.
-
-    >>> from stream.models import EventType
-    >>> shared = SharingEngines(workers=2, every=2, config=EngineConfig(seed=0))
-    >>> for n, user in enumerate(["ann", "bob", "cat", "dan"]):
-    ...     shared.learn(Interaction(f"e{n}", user, "t1", EventType.PLAY, float(n)))
-    >>> shared.exchanges, [engine.popularity.n_events for engine in shared.engines]
-    (2, [4, 4])
-    """
-
-    def __init__(self, workers: int, every: int, config: EngineConfig) -> None:
-        self.workers = workers
-        self.every = every
-        self.config = config
-        self.engines = [Engine(config) for _ in range(workers)]
-        self.n_events = 0
-        self.exchanges = 0
-        self.bytes_sent = 0
-
-    def _engine(self, user_id: str) -> Engine:
-        return self.engines[zlib.crc32(user_id.encode()) % self.workers]
-
-    def upsert_item(self, item: CatalogItem) -> None:
-        for engine in self.engines:
-            engine.upsert_item(item)
-
-    def learn(self, event: Interaction) -> None:
-        self._engine(event.user_id).learn(event)
-        self.n_events += 1
-        if self.n_events % self.every == 0:
-            self.exchange()
-
-    def exchange(self) -> None:
-        """Every engine takes its updates; every other engine applies them."""
-        sent = [engine.take_item_updates() for engine in self.engines]
-        for source, updates in enumerate(sent):
-            if updates is None:
-                continue
-            data = encode_item_updates(updates)
-            self.bytes_sent += len(data)
-            for target, engine in enumerate(self.engines):
-                if target != source:
-                    engine.apply_item_updates(decode_item_updates(data))
-        self.exchanges += 1
-
-    def rank(self, user_id: str, k: int, *, now: float) -> list[str]:
-        return self._engine(user_id).rank(user_id, k, now=now)
-
-    def predict_skip(self, event: Interaction) -> float:
-        return self._engine(event.user_id).predict_skip(event)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -132,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"prequential recall@{K}"
     )
 
-    def run(name: str, model: Engine | SharingEngines) -> EvaluationReport:
+    def run(name: str, model: Engine | SharingReplicas) -> EvaluationReport:
         started = time.perf_counter()
         report = evaluate(events, model, catalog=world.catalog, k=K, name=name)
         print(
@@ -144,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     single = run("one engine", Engine(config))
     for every in args.every:
-        shared = SharingEngines(args.workers, every, config)
+        shared = SharingReplicas(Engine(config), args.workers, sync_every=every, wire=True)
         report = run(f"{args.workers} engines, exchange every {every:,}", shared)
         ratio = report.recall_at_k / single.recall_at_k if single.recall_at_k else float("nan")
         print(

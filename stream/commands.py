@@ -577,6 +577,21 @@ def tail_command(
 )
 @_option("--seed", env="ENCORE_SEED", default=0, help="Seed of the models.")
 @_option(
+    "--processes",
+    env="ENCORE_EVAL_PROCESSES",
+    default=1,
+    type=click.IntRange(min=1),
+    help="Split the engine by user over N processes that exchange item updates, as N "
+    "workers do (models that cannot share item state run in one process).",
+)
+@_option(
+    "--sync-every",
+    env="ENCORE_EVAL_SYNC_EVERY",
+    default=2000,
+    type=click.IntRange(min=1),
+    help="With --processes > 1: events between two exchanges of item updates.",
+)
+@_option(
     "--json", "as_json", env="ENCORE_EVAL_JSON", is_flag=True, help="Print JSON instead of a table."
 )
 def evaluate_command(
@@ -586,15 +601,23 @@ def evaluate_command(
     k: int,
     limit: int | None,
     seed: int,
+    processes: int,
+    sync_every: int,
     as_json: bool,
 ) -> None:
     """Prequential (test-then-learn) evaluation over a time-ordered event log.
 
     LOG is a JSONL event log (as written by `encore simulate --out`), a directory
     holding events.jsonl (and catalog.jsonl), or a CSV of user,item,timestamp[,rating].
+
+    With --processes N the engine is evaluated as N workers would run it: each
+    process tests and learns its users' events and they exchange item updates
+    every --sync-every events, so the figures can differ slightly from one
+    process's (see stream/parallel_evaluation.py).
     """
-    from stream.evaluation import evaluate, make_model, report_table
+    from stream.evaluation import make_model, report_table
     from stream.eventlog import EventLogError, read_catalog, read_events, sorted_by_time
+    from stream.parallel_evaluation import can_share_items, evaluate_in_processes
 
     if log.is_dir():
         catalog = catalog or (log / "catalog.jsonl" if (log / "catalog.jsonl").exists() else None)
@@ -610,12 +633,18 @@ def evaluate_command(
                 model = make_model(name, seed=seed)
             except (KeyError, ValueError) as error:
                 _fail(f"--model: {error}")
+            split = processes
+            if processes > 1 and not can_share_items(model):
+                split = 1
+                console.print(f"{name}: in one process (it cannot share item updates)")
             # prequential evaluation needs time order; outside logs are not always sorted
             events = sorted_by_time(read_events(log))
             reports.append(
-                evaluate(
+                evaluate_in_processes(
                     events,
                     model,
+                    processes=split,
+                    sync_every=sync_every,
                     catalog=items,
                     k=k,
                     progress=not as_json,

@@ -31,6 +31,7 @@ that appeared in at least one evaluated top-k.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence, Sized
@@ -47,6 +48,7 @@ __all__ = [
     "available_models",
     "EvaluationReport",
     "Recommender",
+    "Tally",
     "evaluate",
     "format_report",
     "make_model",
@@ -120,6 +122,10 @@ class EvaluationReport:
         or beyond ``k``); should be 0.
     seconds, events_per_second
         Wall clock of the whole loop (testing, learning and bookkeeping).
+    processes, sync_every
+        How the run was made: in one process (``sync_every`` ``None``), or split
+        by user over several processes that exchanged item updates every
+        ``sync_every`` events (:mod:`stream.parallel_evaluation`).
     """
 
     model: str
@@ -139,6 +145,8 @@ class EvaluationReport:
     invalid_recommendations: int
     seconds: float
     events_per_second: float
+    processes: int = 1
+    sync_every: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict (field names as keys).
@@ -248,97 +256,172 @@ def evaluate(
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
     model_name = name or getattr(model, "name", None) or type(model).__name__
-    known_items: set[str] = set()
-    if catalog is not None:
-        for item in catalog:
-            model.upsert_item(item)
-            known_items.add(item.item_id)
-    predict_skip: Callable[[Interaction], float] | None = getattr(model, "predict_skip", None)
-
-    seen_by_user: dict[str, set[str]] = {}
-    recommended: set[str] = set()
-    skip_scores: list[float] = []
-    skip_labels: list[bool] = []
-    counts = dict.fromkeys(EventType, 0)
-    eligible = hits = invalid = 0
-    gain = 0.0
-    last_time = -math.inf
-    discount = [1.0 / math.log2(position + 2) for position in range(k)]
-
+    tally = Tally(k)
+    tally.add_catalog(model, catalog)
     bar = _ProgressBar(_expected_total(events, limit)) if progress else None
-    # The loop runs once per event: the model's methods and the containers' methods are
-    # looked up once here, not per event.
-    rank, learn = model.rank, model.learn
-    add_known, add_recommended = known_items.add, recommended.update
-    add_score, add_label = skip_scores.append, skip_labels.append
-    seen_of = seen_by_user.get
-    skip = EventType.SKIP
     started = time.perf_counter()
-    processed = 0
     try:
-        for event in events:
-            if limit is not None and processed >= limit:
-                break
-            at = event.timestamp
-            if at < last_time:
-                raise ValueError(
-                    f"event {event.event_id!r} at {at} comes after one at "
-                    f"{last_time}: the log must be in time order"
-                )
-            last_time = at
-            processed += 1
-            kind = event.type
-            counts[kind] += 1
-            item_id = event.item_id
-            add_known(item_id)
-            seen = seen_of(event.user_id)
-
-            if seen is not None and kind is not skip and item_id not in seen:
-                eligible += 1
-                ranking = rank(event.user_id, k, now=at)
-                invalid += max(0, len(ranking) - k) + _contract_breaks(ranking[:k], seen)
-                ranking = ranking[:k]
-                add_recommended(ranking)
-                if item_id in ranking:
-                    hits += 1
-                    gain += discount[ranking.index(item_id)]
-
-            if predict_skip is not None:
-                add_score(predict_skip(event))
-                add_label(kind is skip)
-
-            learn(event)
-            if seen is None:
-                seen_by_user[event.user_id] = {item_id}
-            else:
-                seen.add(item_id)
-            if bar is not None and processed % 2048 == 0:
-                bar.advance(processed)
+        tally.consume(events, model, limit=limit, bar=bar)
     finally:
         if bar is not None:
-            bar.close(processed)
-    seconds = time.perf_counter() - started
+            bar.close(tally.processed)
+    return tally.report(model_name, time.perf_counter() - started)
 
-    auc = roc_auc(skip_scores, skip_labels) if predict_skip is not None else math.nan
-    return EvaluationReport(
-        model=model_name,
-        k=k,
-        events=processed,
-        plays=counts[EventType.PLAY],
-        skips=counts[EventType.SKIP],
-        replays=counts[EventType.REPLAY],
-        eligible=eligible,
-        hits=hits,
-        recall_at_k=hits / eligible if eligible else 0.0,
-        ndcg_at_k=gain / eligible if eligible else 0.0,
-        coverage=len(recommended) / len(known_items) if known_items else 0.0,
-        items_recommended=len(recommended),
-        items_known=len(known_items),
-        skip_auc=None if math.isnan(auc) else auc,
-        invalid_recommendations=invalid,
-        seconds=seconds,
-        events_per_second=processed / seconds if seconds > 0 else math.inf,
-    )
+
+class Tally:
+    """What the protocol counts over the events one model was tested and trained on.
+
+    Tallies of models that answered for disjoint sets of users add up
+    (:meth:`merge`): :mod:`stream.parallel_evaluation` runs one per process.
+    ``seen_by_user`` (the items each user met, for eligibility) is the model
+    side's bookkeeping and is not merged.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.processed = 0
+        self.counts = dict.fromkeys(EventType, 0)
+        self.eligible = 0
+        self.hits = 0
+        self.invalid = 0
+        self.gain = 0.0
+        self.last_time = -math.inf
+        self.known_items: set[str] = set()
+        self.recommended: set[str] = set()
+        self.skip_scores: list[float] = []
+        self.skip_labels: list[bool] = []
+        self.seen_by_user: dict[str, set[str]] = {}
+        self.has_skip_model = False
+
+    def add_catalog(self, model: Recommender, catalog: Iterable[CatalogItem] | None) -> None:
+        """Give ``model`` the catalog and count its items as known (coverage's denominator)."""
+        if catalog is None:
+            return
+        for item in catalog:
+            model.upsert_item(item)
+            self.known_items.add(item.item_id)
+
+    def consume(
+        self,
+        events: Iterable[Interaction],
+        model: Recommender,
+        *,
+        limit: int | None = None,
+        bar: _ProgressBar | None = None,
+    ) -> None:
+        """Test ``model`` on each event, then train it (the protocol), up to ``limit`` in all."""
+        k = self.k
+        predict_skip: Callable[[Interaction], float] | None = getattr(model, "predict_skip", None)
+        self.has_skip_model = predict_skip is not None
+        counts = self.counts
+        seen_by_user = self.seen_by_user
+        eligible, hits, invalid, gain = self.eligible, self.hits, self.invalid, self.gain
+        last_time = self.last_time
+        processed = self.processed
+        discount = [1.0 / math.log2(position + 2) for position in range(k)]
+        # The loop runs once per event: the model's methods and the containers' methods
+        # are looked up once here, not per event.
+        rank, learn = model.rank, model.learn
+        add_known, add_recommended = self.known_items.add, self.recommended.update
+        add_score, add_label = self.skip_scores.append, self.skip_labels.append
+        seen_of = seen_by_user.get
+        skip = EventType.SKIP
+        try:
+            for event in events:
+                if limit is not None and processed >= limit:
+                    break
+                at = event.timestamp
+                if at < last_time:
+                    raise ValueError(
+                        f"event {event.event_id!r} at {at} comes after one at "
+                        f"{last_time}: the log must be in time order"
+                    )
+                last_time = at
+                processed += 1
+                kind = event.type
+                counts[kind] += 1
+                item_id = event.item_id
+                add_known(item_id)
+                seen = seen_of(event.user_id)
+
+                if seen is not None and kind is not skip and item_id not in seen:
+                    eligible += 1
+                    ranking = rank(event.user_id, k, now=at)
+                    invalid += max(0, len(ranking) - k) + _contract_breaks(ranking[:k], seen)
+                    ranking = ranking[:k]
+                    add_recommended(ranking)
+                    if item_id in ranking:
+                        hits += 1
+                        gain += discount[ranking.index(item_id)]
+
+                if predict_skip is not None:
+                    add_score(predict_skip(event))
+                    add_label(kind is skip)
+
+                learn(event)
+                if seen is None:
+                    seen_by_user[event.user_id] = {item_id}
+                else:
+                    seen.add(item_id)
+                if bar is not None and processed % 2048 == 0:
+                    bar.advance(processed)
+        finally:
+            self.eligible, self.hits, self.invalid, self.gain = eligible, hits, invalid, gain
+            self.last_time = last_time
+            self.processed = processed
+
+    def merge(self, other: Tally) -> None:
+        """Add the counts of ``other`` (a model that answered for other users) to these."""
+        if other.k != self.k:
+            raise ValueError(f"cannot merge a tally at k={other.k} into one at k={self.k}")
+        self.processed += other.processed
+        for kind, count in other.counts.items():
+            self.counts[kind] += count
+        self.eligible += other.eligible
+        self.hits += other.hits
+        self.invalid += other.invalid
+        self.gain += other.gain
+        self.last_time = max(self.last_time, other.last_time)
+        self.known_items |= other.known_items
+        self.recommended |= other.recommended
+        self.skip_scores += other.skip_scores
+        self.skip_labels += other.skip_labels
+        self.has_skip_model = self.has_skip_model or other.has_skip_model
+
+    def without_users(self) -> Tally:
+        """A copy without ``seen_by_user``: what a merge needs, to send between processes."""
+        kept = copy.copy(self)
+        kept.seen_by_user = {}
+        return kept
+
+    def report(self, model_name: str, seconds: float, **how: Any) -> EvaluationReport:
+        """The :class:`EvaluationReport` of these counts for ``seconds`` of wall clock.
+
+        ``how`` fills the report's fields about how the run was made
+        (``processes``, ``sync_every``).
+        """
+        auc = roc_auc(self.skip_scores, self.skip_labels) if self.has_skip_model else math.nan
+        eligible, known = self.eligible, self.known_items
+        return EvaluationReport(
+            model=model_name,
+            k=self.k,
+            events=self.processed,
+            plays=self.counts[EventType.PLAY],
+            skips=self.counts[EventType.SKIP],
+            replays=self.counts[EventType.REPLAY],
+            eligible=eligible,
+            hits=self.hits,
+            recall_at_k=self.hits / eligible if eligible else 0.0,
+            ndcg_at_k=self.gain / eligible if eligible else 0.0,
+            coverage=len(self.recommended) / len(known) if known else 0.0,
+            items_recommended=len(self.recommended),
+            items_known=len(known),
+            skip_auc=None if math.isnan(auc) else auc,
+            invalid_recommendations=self.invalid,
+            seconds=seconds,
+            events_per_second=self.processed / seconds if seconds > 0 else math.inf,
+            **how,
+        )
 
 
 def _contract_breaks(ranking: list[str], seen: set[str]) -> int:
@@ -496,7 +579,7 @@ def _table(
         header += ["recall x", "NDCG x", "coverage x"]
     rows = []
     for report in reports:
-        row = [report.model]
+        row = [report.model if report.processes == 1 else f"{report.model} x{report.processes}"]
         if not same_log:
             row += [f"{report.events:,}", f"{report.eligible:,}"]
         row += [

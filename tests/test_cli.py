@@ -85,6 +85,29 @@ def test_evaluate_reports_every_model_as_json(simulated_log):
     assert reports[0]["skip_auc"] is not None
 
 
+def test_evaluate_splits_the_engine_over_processes_and_says_what_stays_in_one(simulated_log):
+    result = encore(
+        "evaluate",
+        str(simulated_log),
+        "--model",
+        "engine,popularity",
+        "--processes",
+        "2",
+        "--sync-every",
+        "500",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    engine, popularity = orjson.loads(result.stdout)
+    assert (engine["processes"], engine["sync_every"], engine["events"]) == (2, 500, 3000)
+    assert (popularity["processes"], popularity["sync_every"]) == (1, None)
+    assert "popularity: in one process (it cannot share item updates)" in result.stderr
+
+    refused = encore("evaluate", str(simulated_log), "--processes", "0")
+    assert refused.returncode == 2
+    assert "--processes" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_evaluate_accepts_a_plain_csv_and_names_the_bad_field(tmp_path):
     good = tmp_path / "ratings.csv"
     good.write_text(

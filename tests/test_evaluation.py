@@ -330,16 +330,23 @@ def test_bench_runs_on_a_small_world_and_writes_figures(tmp_path, capsys):
     assert bench.main([*argv, "--output", str(output)]) == 0
     figures = json.loads(output.read_text())
     names = [report["model"] for report in figures["reports"]]
-    assert names == [*MODEL_NAMES, "oracle"]
+    assert names == [*MODEL_NAMES, "oracle", "engine"]
+    assert [report["processes"] for report in figures["reports"]] == [1] * 5 + [2]
     assert figures["log"]["events"] == 3000
-    by_name = {report["model"]: report for report in figures["reports"]}
+    by_name = {report["model"]: report for report in figures["reports"][:5]}
     # Same log for every model: same eligible events; the oracle knows the truth.
     assert len({report["eligible"] for report in figures["reports"]}) == 1
     assert by_name["oracle"]["recall_at_k"] > by_name["popularity"]["recall_at_k"]
     verdicts = {check["verdict"] for check in figures["acceptance"]}
-    assert verdicts <= {"PASS", "FAIL"} and len(figures["acceptance"]) == 4
+    # Quality for the engine in one and in two processes, then speed (of the split run).
+    assert verdicts <= {"PASS", "FAIL"} and len(figures["acceptance"]) == 7
+    targets = [check["target"] for check in figures["acceptance"]]
+    assert targets[3] == "engine in 2 processes: recall@10 >= 2x popularity's"
+    assert targets[6].startswith("engine in 2 processes (one process: ")
+    assert figures["acceptance"][6]["measured"] == figures["reports"][5]["events_per_second"]
     printed = capsys.readouterr().out
-    assert "engine recall@10 >= 2x popularity's" in printed
+    assert "engine: recall@10 >= 2x popularity's" in printed
+    assert "engine x2" in printed
 
 
 def test_bench_reads_an_outside_csv_log(tmp_path):
