@@ -141,8 +141,8 @@ class EngineConfig:
     mf_learning_rate: float = 0.05
     mf_l2: float = 0.005
     mf_init_sigma: float = 0.1
-    n_negatives: int = 3
-    negative_every: int = 1
+    n_negatives: int = 1
+    negative_every: int = 2
     mf_learn_repeats: bool = False
     negative_sampling: str = "popularity"
     # popularity / trending
@@ -173,7 +173,7 @@ class EngineConfig:
     mf_blend: float = 1.0
     cooc_blend: float = 1.5
     taste_blend: float = 2.0
-    popularity_blend: float = 3.5
+    popularity_blend: float = 2.5
     skip_rerank_weight: float = 0.5
     rerank_pool: int = 50
     skip_learning_rate: float = 0.01
