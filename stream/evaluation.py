@@ -52,6 +52,7 @@ __all__ = [
     "evaluate",
     "format_report",
     "make_model",
+    "out_of_order",
     "report_table",
     "roc_auc",
 ]
@@ -332,10 +333,7 @@ class Tally:
                     break
                 at = event.timestamp
                 if at < last_time:
-                    raise ValueError(
-                        f"event {event.event_id!r} at {at} comes after one at "
-                        f"{last_time}: the log must be in time order"
-                    )
+                    raise out_of_order(event, last_time)
                 last_time = at
                 processed += 1
                 kind = event.type
@@ -422,6 +420,19 @@ class Tally:
             events_per_second=self.processed / seconds if seconds > 0 else math.inf,
             **how,
         )
+
+
+def out_of_order(event: Interaction, last_time: float) -> ValueError:
+    """The error for ``event`` coming after an event at the later ``last_time``.
+
+    >>> from stream.models import EventType, Interaction
+    >>> out_of_order(Interaction("e2", "u", "i", EventType.PLAY, 1.0), 2.0)
+    ValueError("event 'e2' at 1.0 comes after one at 2.0: the log must be in time order")
+    """
+    return ValueError(
+        f"event {event.event_id!r} at {event.timestamp} comes after one at "
+        f"{last_time}: the log must be in time order"
+    )
 
 
 def _contract_breaks(ranking: list[str], seen: set[str]) -> int:

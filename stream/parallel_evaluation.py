@@ -43,7 +43,7 @@ import pickle
 import time
 import traceback
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
@@ -54,6 +54,7 @@ from stream.evaluation import (
     _expected_total,
     _ProgressBar,
     evaluate,
+    out_of_order,
 )
 from stream.models import CatalogItem, Interaction
 
@@ -79,6 +80,19 @@ def process_of(user_id: str, processes: int) -> int:
     [1, 0, 0, 1]
     """
     return zlib.crc32(user_id.encode()) % processes
+
+
+def _owners(processes: int) -> Callable[[str], int]:
+    """:func:`process_of` for ``processes``, remembered per user (each user has many events)."""
+    known: dict[str, int] = {}
+
+    def owner(user_id: str) -> int:
+        process = known.get(user_id)
+        if process is None:
+            process = known[user_id] = process_of(user_id, processes)
+        return process
+
+    return owner
 
 
 def can_share_items(model: Any) -> bool:
@@ -264,7 +278,7 @@ def _windows(
 ) -> Iterator[list[Any]]:
     """Each window of ``sync_every`` events, for each process: its events, pickled, or
     with ``shared`` (processes that inherited ``events``, a sequence) the window's range."""
-    owner: dict[str, int] = {}
+    owner = _owners(processes)
     last_time = -math.inf
     taken = 0
     batches: list[list[Interaction]] = [[] for _ in range(processes)]
@@ -274,16 +288,10 @@ def _windows(
             break
         at = event.timestamp
         if at < last_time:
-            raise ValueError(
-                f"event {event.event_id!r} at {at} comes after one at "
-                f"{last_time}: the log must be in time order"
-            )
+            raise out_of_order(event, last_time)
         last_time = at
         if not shared:
-            process = owner.get(event.user_id)
-            if process is None:
-                process = owner[event.user_id] = process_of(event.user_id, processes)
-            batches[process].append(event)
+            batches[owner(event.user_id)].append(event)
         taken += 1
         if taken - window_start == sync_every:
             yield _window(batches, window_start, taken, shared)
@@ -397,15 +405,12 @@ def _shard_main(
     a range of it, of which it takes its users' events.
     """
     tally = Tally(k)
-    owner: dict[str, int] = {}
+    owner = _owners(processes)
 
     def mine(window: tuple[int, int]) -> Iterator[Interaction]:
         assert log is not None
         for event in log[window[0] : window[1]]:
-            process = owner.get(event.user_id)
-            if process is None:
-                process = owner[event.user_id] = process_of(event.user_id, processes)
-            if process == index:
+            if owner(event.user_id) == index:
                 yield event
 
     try:

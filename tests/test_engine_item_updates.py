@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import pickle
 import zlib
+from typing import Any
 
 import numpy as np
 import orjson
@@ -538,14 +539,20 @@ def test_updates_across_a_forward_decay_rescale_add_up_exactly_elsewhere(world, 
         np.testing.assert_allclose(theirs[rows], ours, rtol=1e-9, atol=1e-300)
 
 
-def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(world, events) -> None:
+def owing_since_a_take(world, events) -> tuple[Engine, dict[str, Any]]:
+    """An engine that took its updates after 500 events and learned 300 more, and a copy
+    of its pickled state (to rewrite as an earlier layout)."""
     engine = fresh(world)
     for event in events[:500]:
         engine.learn(event)
     engine.take_item_updates()
     for event in events[500:800]:
         engine.learn(event)
-    state = pickle.loads(pickle.dumps(engine.__getstate__()))
+    return engine, pickle.loads(pickle.dumps(engine.__getstate__()))
+
+
+def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(world, events) -> None:
+    engine, state = owing_since_a_take(world, events)
     packed = state["item_sync"]
     # As the earlier code pickled it: a set of touched rows, the (empty) full base arrays.
     packed.mf_touched = set(packed.pending["factor_rows"].tolist())
@@ -566,13 +573,7 @@ def test_a_snapshot_made_when_factor_bases_were_full_arrays_is_read_exactly(worl
 def test_a_snapshot_made_when_count_bases_were_full_copies_is_read_as_journals(
     world, events
 ) -> None:
-    engine = fresh(world)
-    for event in events[:500]:
-        engine.learn(event)
-    engine.take_item_updates()
-    for event in events[500:800]:
-        engine.learn(event)
-    state = pickle.loads(pickle.dumps(engine.__getstate__()))
+    engine, state = owing_since_a_take(world, events)
     sync = state["item_sync"]
     rows = sync.pending["rows"]
     size = len(engine.items)
