@@ -46,6 +46,19 @@ async def _read_until(consumer: AIOKafkaConsumer, done, deadline: float) -> list
     return records
 
 
+def _stats(worker) -> dict:
+    port = worker.env["ENCORE_WEB_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+async def _wait_for_accepted(worker, events: int, deadline: float) -> None:
+    """Until the worker has accepted ``events`` events (its /stats/ say so)."""
+    while (accepted := _stats(worker)["events_accepted"]) < events:
+        assert time.monotonic() < deadline, f"{accepted} of {events} events accepted in time"
+        await asyncio.sleep(0.1)
+
+
 async def test_plain_producer_events_become_lists_and_bad_ones_dead_letters(worker):
     valid = []
     for index, user in enumerate(USERS):
@@ -57,22 +70,27 @@ async def test_plain_producer_events_become_lists_and_bad_ones_dead_letters(work
 
     producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, acks="all")
     await producer.start()
-    try:
-        # interleave the bad messages with good ones on the same partitions
-        for event in valid[:4]:
+
+    async def send(events: list[dict]) -> None:
+        for event in events:
             await producer.send(
                 worker.topic(TOPIC_BY_TYPE[event["type"]]),
                 orjson.dumps(event),
                 key=event["user_id"].encode(),
             )
+
+    try:
+        # The other users' events are learned first. USERS[0] is in the default
+        # experiment's holdout arm: its list is the popular items it has not met, and
+        # would be empty if its own three items were all the worker knew.
+        await send(valid[3:])
+        await producer.flush()
+        await _wait_for_accepted(worker, len(valid) - 3, deadline=time.monotonic() + 10.0)
+        # interleave the bad messages with good ones on the same partitions
+        await send(valid[:1])
         await producer.send(worker.topic("plays"), malformed, key=USERS[0].encode())
         await producer.send(worker.topic("plays"), schema_invalid, key=USERS[0].encode())
-        for event in valid[4:]:
-            await producer.send(
-                worker.topic(TOPIC_BY_TYPE[event["type"]]),
-                orjson.dumps(event),
-                key=event["user_id"].encode(),
-            )
+        await send(valid[1:3])
         await producer.flush()
     finally:
         await producer.stop()
@@ -131,9 +149,7 @@ async def test_plain_producer_events_become_lists_and_bad_ones_dead_letters(work
     for letter in dead_letters:
         assert validate_document("dead-letter", letter) is None
 
-    port = worker.env["ENCORE_WEB_PORT"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as response:
-        stats = orjson.loads(response.read())
+    stats = _stats(worker)
     assert stats["events_accepted"] == len(valid)
     assert stats["rejected_by_reason"] == {"invalid_json": 1, "schema_violation": 1}
     assert stats["lists_published"] >= len(USERS)
