@@ -149,10 +149,17 @@ def test_scale_out_runs_drain_the_whole_backlog_with_every_worker(results, phase
         assert worker["event_partitions"] > 0 and worker["events_accepted"] > 0
         assert worker["rejected"] == {}
         if cpu_measured:
-            assert worker["cpu_share_of_one_core"] > 0
+            # CPU time comes in 10 ms ticks: a worker left with a few events in the window
+            # (its partitions drained while production ran) may honestly read 0.0.
+            assert worker["cpu_share_of_one_core"] >= 0
+            if worker["events_in_window"] >= 500:
+                assert worker["cpu_share_of_one_core"] > 0
+                assert worker["cpu_us_per_event"] > 0
         else:
             assert worker["cpu_share_of_one_core"] is None and worker["cpu_us_per_event"] is None
         assert worker["lists_published"] > 0 and worker["rss_mib_after"] > 0
+    if cpu_measured and run["events_in_window"] >= 500:
+        assert run["cpu_share_of_one_core"] > 0
 
 
 def test_ratios_targets_and_facts(results):
