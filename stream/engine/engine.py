@@ -1137,7 +1137,7 @@ class Engine:
             arm = self.explorer.choose(sorted(sources))
             picked = None
             for row, score, reason in sources[arm]:
-                if builder.accepts(row, per_artist):
+                if builder.admit(row, per_artist):
                     picked = (row, score, reason)
                     break
             if picked is None:
@@ -1146,7 +1146,7 @@ class Engine:
             row, score, reason = picked
             if not isinstance(reason, str):
                 reason = reason()
-            builder.take(row, per_artist)
+            builder.taken.add(row)
             chosen.append(RecommendedItem(self.items.ids[row], round(score, 6), reason))
             if user is not None:
                 _remember_arm(user, row, self.config.discover_arms.index(arm), self.config)
@@ -1469,23 +1469,27 @@ class _RowBuilder:
         self.reserves: dict[str, tuple[Entry, ...]] = {}
         self.item_rows: dict[str, tuple[int, ...]] = {}
 
-    def accepts(self, row: int, per_artist: dict[int, int]) -> bool:
-        """Whether ``row`` may go in the row being built (``per_artist``: its artist counts)."""
+    def admit(self, row: int, per_artist: dict[int, int]) -> bool:
+        """Whether ``row`` may go in the row being built, counted in ``per_artist`` (the
+        row's artist counts) if so. The caller adds an admitted row to :attr:`taken`
+        (:meth:`take_all` only once every row of a set is admitted)."""
         if row in self.taken or row in self.excluded or not self.items.active[row]:
             return False
         artist = int(self.items.artist_of[row])
-        return artist < 0 or per_artist.get(artist, 0) < self.max_per_artist
+        if artist >= 0:
+            count = per_artist.get(artist, 0)
+            if count >= self.max_per_artist:
+                return False
+            per_artist[artist] = count + 1
+        return True
 
     def take_all(self, rows: tuple[int, ...]) -> bool:
         """Take every one of ``rows`` (a row made before) if each is still acceptable;
         else take none and say ``False``."""
         per_artist: dict[int, int] = {}
         for row in rows:
-            if not self.accepts(row, per_artist):
+            if not self.admit(row, per_artist):
                 return False
-            artist = int(self.items.artist_of[row])
-            if artist >= 0:
-                per_artist[artist] = per_artist.get(artist, 0) + 1
         self.taken.update(rows)
         return True
 
@@ -1496,12 +1500,6 @@ class _RowBuilder:
             return known
         rows = self.items.rows
         return tuple(rows[item.item_id] for item in made.items)
-
-    def take(self, row: int, per_artist: dict[int, int]) -> None:
-        self.taken.add(row)
-        artist = int(self.items.artist_of[row])
-        if artist >= 0:
-            per_artist[artist] = per_artist.get(artist, 0) + 1
 
     def row(self, row_id: str, title: str, entries: Iterable[Entry], reserve: int = 0) -> Row:
         """A row of the first acceptable ``entries``; a callable reason is called when taken.
@@ -1515,21 +1513,13 @@ class _RowBuilder:
         per_artist: dict[int, int] = {}
         spare: list[Entry] = []
         taken: list[int] = []
-        # :meth:`accepts` and :meth:`take` written out with local names: this loop runs
-        # ~90 times per list and the method calls were a tenth of a full list.
-        size, cap = self.size, self.max_per_artist
+        size, admit = self.size, self.admit
         all_taken, excluded = self.taken, self.excluded
-        active, artist_of, ids = self.items.active, self.items.artist_of, self.items.ids
+        active, ids = self.items.active, self.items.ids
         for row, score, reason in entries:
             if len(chosen) < size:
-                if row in all_taken or row in excluded or not active[row]:
+                if not admit(row, per_artist):
                     continue
-                artist = int(artist_of[row])
-                if artist >= 0:
-                    count = per_artist.get(artist, 0)
-                    if count >= cap:
-                        continue
-                    per_artist[artist] = count + 1
                 all_taken.add(row)
                 taken.append(row)
             elif len(spare) < reserve:
