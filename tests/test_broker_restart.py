@@ -322,6 +322,7 @@ async def test_a_broker_restart_mid_stream_loses_no_event_and_the_worker_reconne
     first_list_after = min(
         (received for received, generated in seen.lists if generated >= back_wall), default=None
     )
+    dead_letters_sent_again = worker_log.count(b"dead letter for ")
     timings = {
         "broker": how,
         "producer_request_timeout": producer_timeout or "default (1200 s)",
@@ -345,7 +346,8 @@ async def test_a_broker_restart_mid_stream_loses_no_event_and_the_worker_reconne
             stop_called_wall <= at < back_wall for _, at in seen.dead_letters
         ),
         "list_deliveries_failed_and_retried": worker_log.count(b"not delivered (")
-        - worker_log.count(b"dead letter for "),
+        - dead_letters_sent_again,
+        "dead_letters_sent_again": dead_letters_sent_again,
         "resent_by_producer": produced.resent,
         "duplicates_dropped": stats["rejected_by_reason"].get("duplicate", 0),
         "dead_letters": len(seen.dead_letters),
@@ -365,9 +367,13 @@ async def test_a_broker_restart_mid_stream_loses_no_event_and_the_worker_reconne
         if user not in seen.latest or seen.latest[user].based_on_events != count
     }
     assert not wrong, f"{len(wrong)} users' latest list != (events produced): {wrong}"
-    # every bad message dead-lettered (a redelivered one may be dead-lettered twice)
+    # Every bad message dead-lettered. A redelivered record is rejected, and counted, again.
+    # A dead letter whose send timed out while the broker was away is sent again (the
+    # worker logs it), and the first send may have landed: one extra letter each at most.
     assert {value for value, _ in seen.dead_letters} == set(produced.bad)
-    assert stats["rejected_by_reason"].get("invalid_json", 0) == len(seen.dead_letters)
+    rejected = stats["rejected_by_reason"].get("invalid_json", 0)
+    assert len(produced.bad) <= rejected <= len(seen.dead_letters)
+    assert len(seen.dead_letters) <= rejected + dead_letters_sent_again
     assert first_list_after is not None, "no list generated after the restart"
     assert first_list_after - back < FIRST_LIST_BOUND
     assert caught_up_on_backlog_at - back < CATCH_UP_BOUND
